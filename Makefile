@@ -1,0 +1,47 @@
+# The few commands a newcomer types. `make run` starts everything; `make test` runs
+# the whole suite. Both install what they need into .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+export PYTHONPATH := libs/relais_kit:services/referral:services/sites:services/notifications:.
+
+.PHONY: install run test test-unit test-integration test-e2e lint typecheck bench lock clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+run: install
+	$(BIN)/python deploy/local/run.py
+
+test: install lint typecheck
+	$(BIN)/pytest -q
+
+test-unit: install
+	$(BIN)/pytest -q tests/unit
+
+test-integration: install
+	$(BIN)/pytest -q tests/integration
+
+test-e2e: install
+	$(BIN)/pytest -q tests/e2e
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy libs/relais_kit/relais_kit services simulator
+
+bench: install
+	$(BIN)/python bench/bench.py
+
+lock: install
+	$(BIN)/pip install -q -r requirements.in
+	$(BIN)/pip freeze --exclude-editable > requirements.txt
+
+clean:
+	rm -rf .data $(VENV)

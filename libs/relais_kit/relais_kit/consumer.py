@@ -1,0 +1,137 @@
+"""The idempotent consumer: decode, check against the contract, hand to a handler
+inside a PostgreSQL transaction that also records the event id, and commit the
+offset only after that. Records that can never be handled go, untouched, to
+`<topic>.dlq` with headers saying why; the consumer then moves on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.errors import CommitFailedError, IllegalStateError
+
+from relais_kit import kafka
+from relais_kit.contract import Contract
+from relais_kit.envelope import CloudEvent, InvalidEvent, from_record, now
+from relais_kit.logs import log
+
+
+class Refused(Exception):
+    """The event is well-formed but cannot be applied (unknown referral, forbidden
+    transition…). `error` is the dead-letter code, the message the reason."""
+
+    def __init__(self, error: str, reason: str) -> None:
+        super().__init__(reason)
+        self.error = error
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """An event and where it was read from."""
+
+    event: CloudEvent
+    topic: str
+    partition: int
+    offset: int
+
+
+Handler = Callable[[Delivery, asyncpg.Connection], Awaitable[None]]
+TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+             asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, TimeoutError)
+
+
+class EventConsumer:
+    def __init__(self, *, name: str, bootstrap: str, topics: list[str], producer: AIOKafkaProducer,
+                 pool: asyncpg.Pool, contract: Contract, handlers: Mapping[str, Handler],
+                 batch_size: int = 200, **client_options: object) -> None:
+        self.name = name
+        self._client = lambda: kafka.consumer(bootstrap, name, *topics, **client_options)
+        self._producer = producer
+        self._pool = pool
+        self._contract = contract
+        self._handlers = handlers
+        self._batch = batch_size
+        self._consumer: AIOKafkaConsumer
+        self.handled = 0
+        self.dead_lettered = 0
+
+    async def run(self) -> None:
+        self._consumer = self._client()
+        await self._consumer.start()
+        try:
+            await self._poll_forever()
+        finally:
+            await asyncio.wait_for(self._consumer.stop(), 5)
+
+    async def _poll_forever(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500, max_records=self._batch)
+            for tp, records in batches.items():
+                for record in records:
+                    await self._handle_until_done(record)
+                try:
+                    await self._consumer.commit({tp: records[-1].offset + 1})
+                except (CommitFailedError, IllegalStateError) as exc:
+                    # Partition moved to another member: it will see these records
+                    # again and drop them as duplicates.
+                    log.warning("commit_skipped", consumer=self.name, error=repr(exc))
+
+    async def _handle_until_done(self, record: ConsumerRecord) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self.handle(record)
+                return
+            except TRANSIENT as exc:
+                log.warning("consumer_retry", consumer=self.name, topic=record.topic,
+                            offset=record.offset, error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def handle(self, record: ConsumerRecord) -> None:
+        structlog.contextvars.bind_contextvars(topic=record.topic, referral_id=None, event_id=None)
+        try:
+            event = from_record(record.key, record.value, record.headers)
+            structlog.contextvars.bind_contextvars(event_id=event.id, event_type=event.type)
+            if not self._contract.knows(event.type):
+                raise InvalidEvent("unknown_event_type", f"unknown event type {event.type!r}")
+            handler = self._handlers.get(event.type)
+            if handler is None:
+                return  # a known event this consumer has no business with
+            self._contract.validate(event)
+            await self._apply(Delivery(event, record.topic, record.partition, record.offset), handler)
+        except (InvalidEvent, Refused) as exc:
+            await self.dead_letter(record, exc.error, exc.reason)
+
+    async def _apply(self, delivery: Delivery, handler: Handler) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            first_time = await conn.fetchval(
+                "INSERT INTO processed_events (consumer, event_id, topic) VALUES ($1, $2, $3)"
+                " ON CONFLICT DO NOTHING RETURNING true",
+                self.name, delivery.event.id, delivery.topic)
+            if not first_time:
+                log.info("duplicate_ignored", consumer=self.name)
+                return
+            await handler(delivery, conn)
+        self.handled += 1
+
+    async def dead_letter(self, record: ConsumerRecord, error: str, reason: str) -> None:
+        headers = list(record.headers or ()) + [
+            ("dlq_error", error.encode()),
+            ("dlq_reason", reason.encode()),
+            ("dlq_topic", record.topic.encode()),
+            ("dlq_partition", str(record.partition).encode()),
+            ("dlq_offset", str(record.offset).encode()),
+            ("dlq_consumer", self.name.encode()),
+            ("dlq_time", now().isoformat().encode()),
+        ]
+        await self._producer.send_and_wait(
+            f"{record.topic}.dlq", value=record.value, key=record.key, headers=headers)
+        self.dead_lettered += 1
+        log.warning("dead_lettered", consumer=self.name, error=error, reason=reason,
+                    partition=record.partition, offset=record.offset)

@@ -1,0 +1,75 @@
+"""The JSON Schemas of `schemas/events/`, keyed by CloudEvents type. Every service
+validates what it produces and what it consumes against them."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from relais_kit.envelope import CloudEvent, InvalidEvent, event_type
+
+
+class ContractViolation(InvalidEvent):
+    def __init__(self, reason: str, error: str = "schema_violation") -> None:
+        super().__init__(error, reason)
+
+
+class Contract:
+    def __init__(self, schemas_dir: Path) -> None:
+        self._validators: dict[str, Draft202012Validator] = {}
+        self._ids: dict[str, str] = {}
+        for path in sorted((schemas_dir / "events").glob("*.v*.json")):
+            schema = json.loads(path.read_text())
+            name, major = path.name.removesuffix(".json").rsplit(".v", 1)
+            type_ = event_type(name, int(major))
+            self._validators[type_] = Draft202012Validator(
+                schema, format_checker=Draft202012Validator.FORMAT_CHECKER
+            )
+            self._ids[type_] = schema["$id"]
+        if not self._validators:
+            raise RuntimeError(f"no event schema found under {schemas_dir / 'events'}")
+
+    @property
+    def types(self) -> frozenset[str]:
+        return frozenset(self._validators)
+
+    def knows(self, type_: str) -> bool:
+        return type_ in self._validators
+
+    def schema_id(self, type_: str) -> str:
+        return self._ids[type_]
+
+    def check(self, type_: str, data: dict[str, Any]) -> None:
+        """Raises ContractViolation naming the first offending field."""
+        validator = self._validators.get(type_)
+        if validator is None:
+            raise ContractViolation(f"unknown event type {type_!r}", "unknown_event_type")
+        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        if errors:
+            raise ContractViolation("; ".join(_describe(e) for e in errors[:3]))
+
+    def validate(self, event: CloudEvent) -> None:
+        self.check(event.type, event.data)
+
+    def event(self, name: str, *, source: str, subject: str, data: dict[str, Any],
+              id: str | None = None) -> CloudEvent:
+        """Builds a platform event and checks it against its schema before anyone sees it."""
+        type_ = event_type(name)
+        self.check(type_, data)
+        extra = {"id": id} if id else {}
+        return CloudEvent(type=type_, source=source, subject=subject, data=data,
+                          dataschema=self._ids[type_], **extra)
+
+
+def _describe(error: Any) -> str:
+    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
+    return f"data.{where.replace('/', '.')}: {error.message}" if where != "(root)" else f"data: {error.message}"
+
+
+@cache
+def load_contract(schemas_dir: Path) -> Contract:
+    return Contract(schemas_dir)

@@ -1,0 +1,100 @@
+"""Transactional outbox: `record()` inside the caller's transaction, `OutboxRelay`
+publishes what was committed, in order, with `acks=all`, and marks it published only
+once the broker has acknowledged every record of the batch."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from relais_kit.envelope import CloudEvent, to_record
+from relais_kit.logs import log
+
+CHANNEL = "relais_outbox"
+
+
+async def record(conn: asyncpg.Connection, topic: str, event: CloudEvent) -> None:
+    await conn.execute(
+        "INSERT INTO outbox (topic, record_key, event_id, event_type, subject, occurred_at,"
+        " dataschema, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        topic, event.record_key, event.id, event.type, event.subject, event.time,
+        event.dataschema, json.dumps(event.data, ensure_ascii=False),
+    )
+    await conn.execute(f"NOTIFY {CHANNEL}")
+
+
+def _event_of(row: asyncpg.Record, source: str) -> CloudEvent:
+    return CloudEvent(
+        id=row["event_id"], type=row["event_type"], source=source, subject=row["subject"],
+        time=row["occurred_at"], dataschema=row["dataschema"], key=row["record_key"],
+        data=json.loads(row["data"]),
+    )
+
+
+class OutboxRelay:
+    """One relay publishes per schema at a time (advisory lock), which keeps the
+    per-referral order of the outbox on the topic."""
+
+    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, *, source: str,
+                 batch_size: int = 500, idle_poll_s: float = 1.0) -> None:
+        self._pool = pool
+        self._producer = producer
+        self._source = source
+        self._batch = batch_size
+        self._idle = idle_poll_s
+        self._wake = asyncio.Event()
+        self.published = 0
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self._run_once_connected()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # database or broker away: wait and start over
+                log.warning("outbox_relay_retry", error=repr(exc))
+                await asyncio.sleep(1.0)
+
+    async def _run_once_connected(self) -> None:
+        async with self._pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtext(current_schema() || '.outbox'))")
+            await conn.add_listener(CHANNEL, self._on_notify)
+            try:
+                while True:
+                    sent = await self.publish_pending(conn)
+                    if sent < self._batch:
+                        try:
+                            await asyncio.wait_for(self._wake.wait(), self._idle)
+                        except TimeoutError:
+                            pass
+                        self._wake.clear()
+            finally:
+                await conn.remove_listener(CHANNEL, self._on_notify)
+                await conn.execute("SELECT pg_advisory_unlock_all()")
+
+    async def publish_pending(self, conn: asyncpg.Connection) -> int:
+        rows = await conn.fetch(
+            "SELECT * FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1", self._batch)
+        if not rows:
+            return 0
+        await self._send_all(rows)
+        await conn.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
+            [r["id"] for r in rows])
+        self.published += len(rows)
+        return len(rows)
+
+    async def _send_all(self, rows: Sequence[asyncpg.Record]) -> None:
+        futures = []
+        for row in rows:
+            key, value, headers = to_record(_event_of(row, self._source))
+            futures.append(await self._producer.send(row["topic"], value=value, key=key, headers=headers))
+        await asyncio.gather(*futures)

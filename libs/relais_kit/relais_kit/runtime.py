@@ -1,0 +1,130 @@
+"""What every service process holds while it runs: the database pool, the producer,
+the contract, and supervised background loops (outbox relay, consumers). A loop
+that fails is logged and started again; stopping is bounded in time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import JSONResponse
+
+from relais_kit import kafka
+from relais_kit.consumer import EventConsumer, Handler
+from relais_kit.contract import Contract, load_contract
+from relais_kit.db import create_pool, migrate
+from relais_kit.logs import log
+from relais_kit.outbox import OutboxRelay
+from relais_kit.settings import PlatformSettings
+
+Loop = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    service: str
+    settings: PlatformSettings
+    contract: Contract
+    pool: asyncpg.Pool
+    producer: AIOKafkaProducer
+    relay: OutboxRelay
+    loops: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    consumers: list[EventConsumer] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return f"/relais/{self.service}"
+
+    @classmethod
+    async def start(cls, service: str, settings: PlatformSettings, migrations: Path,
+                    *, schema: str | None = None) -> Runtime:
+        contract = load_contract(settings.schemas_dir)
+        pool = await create_pool(settings.database_url, schema or service)
+        await migrate(pool, migrations)
+        producer = kafka.producer(settings.kafka_bootstrap_servers)
+        await _start_producer(producer)
+        relay = OutboxRelay(pool, producer, source=f"/relais/{service}")
+        runtime = cls(service, settings, contract, pool, producer, relay)
+        runtime.supervise("outbox-relay", relay.run)
+        return runtime
+
+    def supervise(self, name: str, loop: Loop) -> None:
+        self.loops[name] = asyncio.create_task(_forever(name, loop), name=name)
+
+    def consume(self, group: str, topics: list[str], handlers: Mapping[str, Handler]) -> EventConsumer:
+        """Starts an idempotent consumer in group `group`, supervised."""
+        consumer = EventConsumer(name=group, bootstrap=self.settings.kafka_bootstrap_servers,
+                                 topics=topics, producer=self.producer, pool=self.pool,
+                                 contract=self.contract, handlers=handlers)
+        self.consumers.append(consumer)
+        self.supervise(f"consumer:{group}", consumer.run)
+        return consumer
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        for task in self.loops.values():
+            task.cancel()
+        if self.loops:
+            await asyncio.wait(self.loops.values(), timeout=timeout)
+        for closing in (self.producer.stop(), self.pool.close()):
+            try:
+                await asyncio.wait_for(closing, timeout / 2)
+            except (TimeoutError, Exception) as exc:  # broker or database already gone
+                log.warning("stop_incomplete", error=repr(exc))
+
+    async def health(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        try:
+            async with self.pool.acquire(timeout=2) as conn:
+                await conn.fetchval("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as exc:
+            checks["database"] = f"down: {type(exc).__name__}"
+        checks["loops"] = {n: ("running" if not t.done() else "stopped") for n, t in self.loops.items()}
+        healthy = checks["database"] == "ok" and all(not t.done() for t in self.loops.values())
+        return {"status": "ok" if healthy else "degraded", "service": self.service, **checks}
+
+
+async def _start_producer(producer: AIOKafkaProducer) -> None:
+    delay = 0.5
+    while True:
+        try:
+            await producer.start()
+            return
+        except Exception as exc:
+            log.warning("broker_unreachable", error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+async def _forever(name: str, loop: Loop) -> None:
+    delay = 0.5
+    while True:
+        try:
+            await loop()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("loop_failed", loop=name, error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def health_router(get_runtime: Callable[[], Runtime | None]) -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/healthz", tags=["ops"])
+    async def healthz() -> JSONResponse:
+        runtime = get_runtime()
+        if runtime is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        report = await runtime.health()
+        return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+
+    return router

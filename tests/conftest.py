@@ -1,0 +1,94 @@
+"""Fixtures for the real broker and the real PostgreSQL.
+
+PostgreSQL: `RELAIS_TEST_DATABASE_URL` if set; else a testcontainers PostgreSQL when a
+Docker engine answers (or `RELAIS_TEST_DOCKER=1`); else the embedded `pgserver`.
+Broker: a testcontainers Apache Kafka under the same rule; else an embedded tansu
+started for the test module on a free port. Every test gets a database of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from relais_kit.embedded import free_port, start_broker, start_postgres
+from relais_kit.topics import create_topics, load_topics
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def docker_wanted() -> bool:
+    if os.environ.get("RELAIS_TEST_DOCKER") in ("1", "0"):
+        return os.environ["RELAIS_TEST_DOCKER"] == "1"
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    if url := os.environ.get("RELAIS_TEST_DATABASE_URL"):
+        yield url
+    elif docker_wanted():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine", driver=None) as pg:
+            yield pg.get_connection_url()
+    else:
+        server, url = start_postgres(ROOT / ".data" / "test-postgres", fresh=True)
+        yield url
+        server.cleanup()
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture
+async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(postgres_server_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield with_database(postgres_server_url, name)
+    admin = await asyncpg.connect(postgres_server_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="module")
+def kafka_bootstrap() -> Iterator[str]:
+    topics = load_topics(ROOT / "deploy" / "topics.yaml")
+    if docker_wanted():
+        from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:3.8.0").with_kraft() as kafka:
+            bootstrap = kafka.get_bootstrap_server()
+            asyncio.run(create_topics(bootstrap, topics, replication_factor=1))
+            yield bootstrap
+        return
+    port = free_port()
+    log_path = ROOT / ".data" / "test-logs" / f"tansu-{port}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("wb") as log:
+        broker = start_broker(port, log)
+        try:
+            bootstrap = f"127.0.0.1:{port}"
+            asyncio.run(create_topics(bootstrap, topics, replication_factor=1))
+            yield bootstrap
+        finally:
+            broker.kill()
+            broker.wait()
