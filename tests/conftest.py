@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
-
+import pytest_asyncio
 from relais_kit.embedded import free_port, start_broker, start_postgres
 from relais_kit.topics import create_topics, load_topics
 
@@ -43,9 +45,12 @@ def postgres_server_url() -> Iterator[str]:
         with PostgresContainer("postgres:16-alpine", driver=None) as pg:
             yield pg.get_connection_url()
     else:
-        server, url = start_postgres(ROOT / ".data" / "test-postgres", fresh=True)
+        # A folder per test session: parallel sessions must not share a server.
+        data_dir = Path(tempfile.mkdtemp(prefix="relais-test-pg-"))
+        server, url = start_postgres(data_dir)
         yield url
         server.cleanup()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def with_database(url: str, name: str) -> str:
@@ -53,20 +58,33 @@ def with_database(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-@pytest.fixture
-async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
+async def _fresh_database(server_url: str) -> AsyncIterator[str]:
     name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(postgres_server_url)
+    admin = await asyncpg.connect(server_url)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield with_database(postgres_server_url, name)
-    admin = await asyncpg.connect(postgres_server_url)
+    yield with_database(server_url, name)
+    admin = await asyncpg.connect(server_url)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest_asyncio.fixture
+async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """A database of the test's own."""
+    async for url in _fresh_database(postgres_server_url):
+        yield url
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def module_database_url(postgres_server_url: str) -> AsyncIterator[str]:
+    """A database for a test module whose services start once for all its tests."""
+    async for url in _fresh_database(postgres_server_url):
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,8 @@ class EventConsumer:
         self.handled += 1
 
     async def dead_letter(self, record: ConsumerRecord, error: str, reason: str) -> None:
-        headers = list(record.headers or ()) + [
+        headers = [
+            *(record.headers or ()),
             ("dlq_error", error.encode()),
             ("dlq_reason", reason.encode()),
             ("dlq_topic", record.topic.encode()),

@@ -4,6 +4,7 @@ validates what it produces and what it consumes against them."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,9 @@ class Contract:
         """Builds a platform event and checks it against its schema before anyone sees it."""
         type_ = event_type(name)
         self.check(type_, data)
-        extra = {"id": id} if id else {}
-        return CloudEvent(type=type_, source=source, subject=subject, data=data,
-                          dataschema=self._ids[type_], **extra)
+        event = CloudEvent(type=type_, source=source, subject=subject, data=data,
+                           dataschema=self._ids[type_])
+        return replace(event, id=id) if id else event
 
 
 def _describe(error: Any) -> str:

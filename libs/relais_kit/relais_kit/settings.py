@@ -14,15 +14,13 @@ DEV_SECRET = "relais-dev-secret-not-for-production"
 class PlatformSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
-    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
-    database_url: str = Field(
-        "postgresql://postgres@127.0.0.1:5432/postgres", alias="DATABASE_URL"
-    )
-    env: str = Field("dev", alias="RELAIS_ENV")
-    schemas_dir: Path = Field(REPO_ROOT / "schemas", alias="RELAIS_SCHEMAS_DIR")
-    topics_file: Path = Field(REPO_ROOT / "deploy" / "topics.yaml", alias="RELAIS_TOPICS_FILE")
-    log_level: str = Field("info", alias="RELAIS_LOG_LEVEL")
-    jwt_secret: str = Field(DEV_SECRET, alias="RELAIS_JWT_SECRET")
+    kafka_bootstrap_servers: str = Field(default="127.0.0.1:9092", alias="KAFKA_BOOTSTRAP_SERVERS")
+    database_url: str = Field(default="postgresql://postgres@127.0.0.1:5432/postgres", alias="DATABASE_URL")
+    env: str = Field(default="dev", alias="RELAIS_ENV")
+    schemas_dir: Path = Field(default=REPO_ROOT / "schemas", alias="RELAIS_SCHEMAS_DIR")
+    topics_file: Path = Field(default=REPO_ROOT / "deploy" / "topics.yaml", alias="RELAIS_TOPICS_FILE")
+    log_level: str = Field(default="info", alias="RELAIS_LOG_LEVEL")
+    jwt_secret: str = Field(default=DEV_SECRET, alias="RELAIS_JWT_SECRET")
 
     def model_post_init(self, _: object) -> None:
         if self.production and self.jwt_secret == DEV_SECRET:

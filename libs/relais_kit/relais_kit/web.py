@@ -29,9 +29,25 @@ async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": summary, "errors": errors})
 
 
+class FieldProblem(Exception):
+    """A request whose field is well-formed but wrong (unknown site…): a 422 naming it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+async def _field_problem(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, FieldProblem)
+    return JSONResponse(status_code=422, content={
+        "detail": str(exc), "errors": [{"field": exc.field, "message": exc.message}]})
+
+
 def prepare_app(app: FastAPI, settings: PlatformSettings,
                 runtime: Callable[[], Runtime | None]) -> FastAPI:
     app.state.jwt_secret = settings.jwt_secret
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(FieldProblem, _field_problem)
     app.include_router(health_router(runtime))
     return app

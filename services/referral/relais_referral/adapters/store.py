@@ -1,0 +1,132 @@
+"""PostgreSQL reads and writes of the referral service; callers own the transaction."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+from asyncpg import Connection as Conn
+
+from relais_referral.domain.lifecycle import Status
+from relais_referral.domain.model import Citizen, PostalAddress, Referral, Site, Visit
+
+
+def _citizen_json(citizen: Citizen) -> str:
+    data = asdict(citizen)
+    if citizen.birth_date:
+        data["birth_date"] = citizen.birth_date.isoformat()
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _citizen(raw: str) -> Citizen:
+    data = json.loads(raw)
+    if data.get("birth_date"):
+        data["birth_date"] = date.fromisoformat(data["birth_date"])
+    if data.get("postal_address"):
+        data["postal_address"] = PostalAddress(**data["postal_address"])
+    return Citizen(**data)
+
+
+async def add_visit(conn: Conn, visit: Visit) -> None:
+    await conn.execute(
+        "INSERT INTO visits (visit_id, site_id, adviser_id, channel, citizen, opened_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        visit.visit_id, visit.site_id, visit.adviser_id, visit.channel,
+        _citizen_json(visit.citizen), visit.opened_at)
+
+
+async def get_visit(conn: Conn, visit_id: str) -> Visit | None:
+    row = await conn.fetchrow("SELECT * FROM visits WHERE visit_id = $1", visit_id)
+    if row is None:
+        return None
+    return Visit(str(row["visit_id"]), row["site_id"], row["adviser_id"], row["channel"],
+                 _citizen(row["citizen"]), row["opened_at"])
+
+
+def _referral(row: asyncpg.Record) -> Referral:
+    return Referral(
+        referral_id=str(row["referral_id"]), visit_id=str(row["visit_id"]),
+        operator=row["operator"], procedure=row["procedure"], site_id=row["site_id"],
+        adviser_id=row["adviser_id"], summary=row["summary"],
+        consent_given_at=row["consent_given_at"], requested_at=row["requested_at"],
+        status=Status(row["status"]), due_at=row["due_at"],
+        supersedes_referral_id=str(row["supersedes_referral_id"]) if row["supersedes_referral_id"] else None,
+    )
+
+
+async def add_referral(conn: Conn, r: Referral) -> None:
+    await conn.execute(
+        "INSERT INTO referrals (referral_id, visit_id, operator, procedure, site_id, adviser_id,"
+        " summary, consent_given_at, requested_at, status, due_at, supersedes_referral_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        r.referral_id, r.visit_id, r.operator, r.procedure, r.site_id, r.adviser_id, r.summary,
+        r.consent_given_at, r.requested_at, r.status.value, r.due_at, r.supersedes_referral_id)
+
+
+async def get_referral(conn: Conn, referral_id: str, *, for_update: bool = False) -> Referral | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await conn.fetchrow(f"SELECT * FROM referrals WHERE referral_id = $1{lock}", referral_id)
+    return _referral(row) if row else None
+
+
+async def save_status(conn: Conn, r: Referral) -> None:
+    await conn.execute(
+        "UPDATE referrals SET status = $2, due_at = $3, updated_at = now() WHERE referral_id = $1",
+        r.referral_id, r.status.value, r.due_at)
+
+
+async def add_to_timeline(conn: Conn, referral_id: str, event: str, status: Status | None,
+                          actor: str, at: datetime, detail: dict[str, Any] | None = None) -> None:
+    await conn.execute(
+        "INSERT INTO referral_timeline (referral_id, event, status, actor, at, detail)"
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        referral_id, event, status.value if status else None, actor, at,
+        json.dumps(detail or {}, ensure_ascii=False))
+
+
+async def timeline(conn: Conn, referral_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT event, status, actor, at, detail FROM referral_timeline"
+        " WHERE referral_id = $1 ORDER BY id", referral_id)
+    return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+
+
+def _site(row: asyncpg.Record) -> Site:
+    return Site(row["site_id"], row["name"], row["kind"], row["postcode"], row["city"],
+                row["department"], frozenset(row["operators"]), row["parent_site_id"], row["retired"])
+
+
+async def get_site(conn: Conn, site_id: str) -> Site | None:
+    row = await conn.fetchrow("SELECT * FROM known_sites WHERE site_id = $1", site_id)
+    return _site(row) if row else None
+
+
+async def upsert_site(conn: Conn, site: Site, updated_at: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO known_sites (site_id, name, kind, postcode, city, department, operators,"
+        " parent_site_id, retired, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, false, $9)"
+        " ON CONFLICT (site_id) DO UPDATE SET name = $2, kind = $3, postcode = $4, city = $5,"
+        " department = $6, operators = $7, parent_site_id = $8, retired = false, updated_at = $9",
+        site.site_id, site.name, site.kind, site.postcode, site.city, site.department,
+        sorted(site.operators), site.parent_site_id, updated_at)
+
+
+async def retire_site(conn: Conn, site_id: str, at: datetime) -> None:
+    await conn.execute(
+        "UPDATE known_sites SET retired = true, updated_at = $2 WHERE site_id = $1", site_id, at)
+
+
+async def get_account(conn: Conn, user_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM accounts WHERE user_id = $1", user_id)
+
+
+async def put_account(conn: Conn, user_id: str, password_hash: str, role: str,
+                      site_id: str | None, display_name: str) -> None:
+    await conn.execute(
+        "INSERT INTO accounts (user_id, password_hash, role, site_id, display_name)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET"
+        " password_hash = $2, role = $3, site_id = $4, display_name = $5",
+        user_id, password_hash, role, site_id, display_name)

@@ -1,0 +1,56 @@
+"""Wiring: the FastAPI app, and at start-up the database, the outbox relay and the
+consumers (routing, operators' replies, notifications, the sites view)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from relais_kit.logs import configure_logging, log
+from relais_kit.runtime import Runtime
+from relais_kit.topics import load_topics
+from relais_kit.web import prepare_app
+
+from relais_referral.domain.catalogue import load_catalogue
+from relais_referral.entrypoints import consumers
+from relais_referral.entrypoints.api import router
+from relais_referral.service_layer.accounts import seed_demo_accounts
+from relais_referral.service_layer.context import Context
+from relais_referral.settings import ReferralSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: ReferralSettings | None = None) -> FastAPI:
+    settings = settings or ReferralSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging("referral", settings.log_level)
+        runtime = await Runtime.start("referral", settings, MIGRATIONS, schema=settings.db_schema)
+        ctx = Context(runtime.contract, load_catalogue())
+        app.state.runtime, app.state.context = runtime, ctx
+        if not settings.production:
+            async with runtime.pool.acquire() as conn:
+                await seed_demo_accounts(conn)
+        operators = load_topics(settings.topics_file).operators
+        runtime.consume("relais-referral-router", ["referrals"], consumers.router_handlers(ctx))
+        runtime.consume("relais-referral-operators", [f"operator.{o}.outbox" for o in operators],
+                        consumers.operator_handlers(ctx))
+        runtime.consume("relais-referral-notifications", ["notifications"],
+                        consumers.notification_handlers())
+        runtime.consume("relais-referral-sites", ["sites"], consumers.site_handlers())
+        log.info("referral_service_started", port=settings.port)
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title="Relais — referral service", version="1.0.0", lifespan=lifespan,
+                  description="Visits and referrals of France Services advisers, routed to operators.")
+    app.state.settings = settings
+    prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))
+    app.include_router(router)
+    return app

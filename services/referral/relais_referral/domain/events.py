@@ -1,0 +1,87 @@
+"""The data of the events the referral service publishes, built from the domain.
+What goes on `referrals` carries no personal data (but the answer's recipient);
+what goes to an operator's inbox carries only what the procedure needs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from relais_referral.domain.catalogue import Procedure
+from relais_referral.domain.model import Citizen, Referral, Site, Visit
+
+
+def _time(at: datetime) -> str:
+    return at.isoformat()
+
+
+def lifecycle(referral: Referral, at: datetime, **extra: Any) -> dict[str, Any]:
+    """Base fields of every event on `referrals`, plus the event's own."""
+    data: dict[str, Any] = {
+        "referral_id": referral.referral_id,
+        "visit_id": referral.visit_id,
+        "operator": referral.operator,
+        "procedure": referral.procedure,
+        "site_id": referral.site_id,
+        "adviser_id": referral.adviser_id,
+        "status": referral.status.value,
+        "occurred_at": _time(at),
+    }
+    data.update({k: v for k, v in extra.items() if v is not None})
+    return data
+
+
+def visit_opened(visit: Visit) -> dict[str, Any]:
+    return {"visit_id": visit.visit_id, "site_id": visit.site_id, "adviser_id": visit.adviser_id,
+            "channel": visit.channel, "opened_at": _time(visit.opened_at)}
+
+
+def requested(referral: Referral) -> dict[str, Any]:
+    return lifecycle(referral, referral.requested_at,
+                     supersedes_referral_id=referral.supersedes_referral_id)
+
+
+def routed(referral: Referral, at: datetime, inbox_topic: str) -> dict[str, Any]:
+    assert referral.due_at is not None
+    return lifecycle(referral, at, due_at=_time(referral.due_at), inbox_topic=inbox_topic)
+
+
+def routed_to_inbox(referral: Referral, at: datetime, site: Site, adviser_name: str,
+                    citizen: Citizen, procedure: Procedure) -> dict[str, Any]:
+    assert referral.due_at is not None
+    data = lifecycle(referral, at, due_at=_time(referral.due_at))
+    data["site"] = {"site_id": site.site_id, "name": site.name, "kind": site.kind,
+                    "postcode": site.postcode, "city": site.city}
+    data["adviser"] = {"adviser_id": referral.adviser_id, "display_name": adviser_name}
+    data["summary"] = referral.summary
+    data["consent"] = {"given_at": _time(referral.consent_given_at),
+                       "scope": f"Traitement de la démarche {procedure.label}",
+                       "given_to": referral.operator}
+    data["citizen"] = citizen_for(citizen, procedure)
+    return data
+
+
+def citizen_for(citizen: Citizen, procedure: Procedure) -> dict[str, Any]:
+    """Only the identity and contact fields the procedure needs."""
+    available: dict[str, Any] = {
+        "given_name": citizen.given_name,
+        "family_name": citizen.family_name,
+        "birth_date": citizen.birth_date.isoformat() if citizen.birth_date else None,
+        "email": citizen.email,
+        "phone": citizen.phone,
+        "postal_address": vars(citizen.postal_address) if citizen.postal_address else None,
+    }
+    return {k: v for k, v in available.items() if k in procedure.citizen_fields and v is not None}
+
+
+def recipient(citizen: Citizen) -> dict[str, Any]:
+    """How the notifications service reaches the citizen: their channel and that
+    channel's address only."""
+    data: dict[str, Any] = {"display_name": citizen.display_name, "channel": citizen.contact_channel}
+    if citizen.contact_channel == "email":
+        data["email"] = citizen.email
+    elif citizen.contact_channel == "sms":
+        data["phone"] = citizen.phone
+    elif citizen.contact_channel == "letter" and citizen.postal_address:
+        data["postal_address"] = vars(citizen.postal_address)
+    return data

@@ -1,0 +1,107 @@
+"""The adviser API: sign in, open a visit, refer, follow a referral."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+import asyncpg
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordRequestForm
+from relais_kit.auth import User, current_user, issue_token
+from relais_kit.envelope import now
+
+from relais_referral.adapters import store
+from relais_referral.domain.model import Citizen, PostalAddress
+from relais_referral.entrypoints.schemas import (
+    ReferralCreated,
+    ReferralIn,
+    ReferralOut,
+    Token,
+    VisitIn,
+    VisitOut,
+)
+from relais_referral.service_layer import accounts, referrals, visits
+from relais_referral.service_layer.context import Context
+from relais_referral.service_layer.errors import NotAllowed, NotFound
+
+router = APIRouter(prefix="/api/v1")
+Adviser = Annotated[User, Depends(current_user)]
+
+
+def _pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.runtime.pool  # type: ignore[no-any-return]
+
+
+def _context(request: Request) -> Context:
+    return request.app.state.context  # type: ignore[no-any-return]
+
+
+@router.post("/auth/token", response_model=Token, tags=["auth"],
+             summary="Sign in (OAuth2 password form)")
+async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+    async with _pool(request).acquire() as conn:
+        user = await accounts.authenticate(conn, form.username, form.password,
+                                           production=request.app.state.settings.production)
+    if user is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown user or wrong password",
+                            headers={"WWW-Authenticate": "Bearer"})
+    return Token(access_token=issue_token(user, request.app.state.jwt_secret))
+
+
+@router.post("/visits", status_code=201, response_model=VisitOut, tags=["visits"],
+             summary="Open a visit: a citizen at the counter")
+async def open_visit(request: Request, body: VisitIn, user: Adviser) -> VisitOut:
+    c = body.citizen
+    address = c.contact.postal_address
+    citizen = Citizen(
+        given_name=c.given_name, family_name=c.family_name, birth_date=c.birth_date,
+        contact_channel=c.contact.channel.value, email=c.contact.email, phone=c.contact.phone,
+        postal_address=PostalAddress(address.street, address.postcode, address.city) if address else None)
+    try:
+        async with _pool(request).acquire() as conn, conn.transaction():
+            visit = await visits.open_visit(conn, _context(request), user, body.site_id,
+                                            body.channel, citizen)
+    except NotAllowed as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    return VisitOut(visit_id=UUID(visit.visit_id), site_id=visit.site_id, opened_at=visit.opened_at)
+
+
+@router.post("/visits/{visit_id}/referrals", status_code=201, response_model=ReferralCreated,
+             tags=["referrals"], summary="Refer the visit's request to an operator (needs expert)")
+async def refer(request: Request, visit_id: UUID, body: ReferralIn, user: Adviser) -> ReferralCreated:
+    try:
+        async with _pool(request).acquire() as conn, conn.transaction():
+            referral = await referrals.request_referral(
+                conn, _context(request), user, str(visit_id), body.operator, body.procedure,
+                body.summary, body.consent.given_at or now())
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except NotAllowed as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    return ReferralCreated(referral_id=UUID(referral.referral_id), status=referral.status.value)
+
+
+@router.get("/referrals/{referral_id}", response_model=ReferralOut, tags=["referrals"],
+            summary="A referral's status and the timeline of its transitions")
+async def get_referral(request: Request, referral_id: UUID, user: Adviser) -> ReferralOut:
+    async with _pool(request).acquire() as conn:
+        referral = await store.get_referral(conn, str(referral_id))
+        site = await store.get_site(conn, referral.site_id) if referral else None
+        if referral is None or not _may_see(user, referral.site_id, site):
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"referral {referral_id} not found")
+        entries = await store.timeline(conn, str(referral_id))
+    return ReferralOut(
+        referral_id=UUID(referral.referral_id), visit_id=UUID(referral.visit_id),
+        operator=referral.operator, procedure=referral.procedure, site_id=referral.site_id,
+        status=referral.status.value, requested_at=referral.requested_at, due_at=referral.due_at,
+        timeline=entries)  # type: ignore[arg-type]
+
+
+def _may_see(user: User, site_id: str, site: object) -> bool:
+    """Advisers see their site's referrals (and its permanences'); ops and supervisors
+    see all (supervisors by department once departments are assigned)."""
+    if user.role in ("ops", "supervisor"):
+        return True
+    parent = getattr(site, "parent_site_id", None)
+    return user.site_id in (site_id, parent)

@@ -1,0 +1,111 @@
+"""The JSON bodies of the adviser API."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+
+SITE_ID = r"^[a-z0-9][a-z0-9-]{1,80}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ContactChannel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+    LETTER = "letter"
+    NONE = "none"
+
+
+class PostalAddressIn(Strict):
+    street: str = Field(min_length=1, max_length=200)
+    postcode: str = Field(pattern=r"^\d{5}$")
+    city: str = Field(min_length=1, max_length=100)
+
+
+class ContactIn(Strict):
+    channel: ContactChannel = Field(description="How the citizen wants to hear back.")
+    email: EmailStr | None = None
+    phone: str | None = Field(None, pattern=r"^\+?[0-9 .]{8,20}$")
+    postal_address: PostalAddressIn | None = None
+
+    @model_validator(mode="after")
+    def address_for_channel(self) -> ContactIn:
+        needed = {"email": self.email, "sms": self.phone, "letter": self.postal_address}
+        if self.channel.value in needed and needed[self.channel.value] is None:
+            field = {"email": "email", "sms": "phone", "letter": "postal_address"}[self.channel.value]
+            raise ValueError(f"{field} is required when the contact channel is {self.channel.value}")
+        return self
+
+
+class CitizenIn(Strict):
+    given_name: str = Field(min_length=1, max_length=100)
+    family_name: str = Field(min_length=1, max_length=100)
+    birth_date: date | None = None
+    contact: ContactIn
+
+
+class VisitIn(Strict):
+    site_id: str = Field(pattern=SITE_ID, description="Where the visit takes place (site or permanence).")
+    channel: Literal["in_person", "phone", "video"] = "in_person"
+    citizen: CitizenIn
+
+
+class VisitOut(BaseModel):
+    visit_id: UUID
+    site_id: str
+    opened_at: datetime
+
+
+class ConsentIn(Strict):
+    given: bool = Field(description="The citizen agrees to share this request with the operator.")
+    given_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def must_be_given(self) -> ConsentIn:
+        if not self.given:
+            raise ValueError("the citizen's consent is required to refer to an operator")
+        return self
+
+
+class ReferralIn(Strict):
+    operator: str = Field(min_length=2, max_length=40, examples=["caf"])
+    procedure: str = Field(min_length=3, max_length=100, examples=["caf.prime-activite"])
+    summary: str = Field(min_length=1, max_length=4000)
+    consent: ConsentIn
+
+
+class ReferralCreated(BaseModel):
+    referral_id: UUID
+    status: str
+
+
+class TimelineEntry(BaseModel):
+    event: str
+    status: str | None
+    actor: str
+    at: datetime
+    detail: dict[str, Any]
+
+
+class ReferralOut(BaseModel):
+    referral_id: UUID
+    visit_id: UUID
+    operator: str
+    procedure: str
+    site_id: str
+    status: str
+    requested_at: datetime
+    due_at: datetime | None
+    timeline: list[TimelineEntry]
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"

@@ -1,0 +1,29 @@
+"""What the handlers need besides a database connection, wired once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+from relais_kit import outbox
+from relais_kit.contract import Contract
+
+from relais_referral.domain.catalogue import Catalogue
+
+SOURCE = "/relais/referral"
+
+
+@dataclass(frozen=True)
+class Context:
+    contract: Contract
+    catalogue: Catalogue
+
+    async def publish(self, conn: asyncpg.Connection, topic: str, name: str, subject: str,
+                      data: dict[str, Any]) -> None:
+        """Records an event in the outbox, in the caller's transaction."""
+        await outbox.record(conn, topic, self.contract.event(name, source=SOURCE, subject=subject, data=data))
+
+
+def inbox_topic(operator: str) -> str:
+    return f"operator.{operator}.inbox"

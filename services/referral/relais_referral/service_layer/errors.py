@@ -1,0 +1,14 @@
+"""What the service layer tells its callers when a command cannot be done."""
+
+from relais_kit.web import FieldProblem
+
+# The request names something that does not hold (unknown site, operator…).
+InvalidField = FieldProblem
+
+
+class NotFound(Exception):
+    pass
+
+
+class NotAllowed(Exception):
+    pass

@@ -1,0 +1,1 @@
+"""What the sites service talks to: its PostgreSQL schema."""

@@ -1,0 +1,60 @@
+"""The sites service's FastAPI application and its lifespan: logging, the runtime
+(pool, migrations, producer, outbox relay), demo data when asked for."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from relais_kit.logs import configure_logging, log
+from relais_kit.runtime import Runtime
+from relais_kit.web import prepare_app
+
+from relais_sites.entrypoints import api
+from relais_sites.entrypoints.demo import seed_demo_sites
+from relais_sites.settings import SitesSettings, load_settings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+DESCRIPTION = """\
+The registry of France Services sites: fixed sites, post offices, mobile permanences
+(an adviser holding rotating permanences in town halls, public digital spaces…) and
+buses, with the operators each serves and their schedules.
+
+Every change is published on the compacted Kafka topic `sites` (record key: the site
+id) as a CloudEvent `fr.franceservices.site.upserted.v1` or
+`fr.franceservices.site.retired.v1`; see `schemas/events/`.
+
+Authentication: a bearer token (JWT) issued by the referral service. Reading needs any
+valid token; writing needs the role `ops` or `supervisor`."""
+
+
+def create_app(settings: SitesSettings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging("sites", settings.log_level)
+        runtime = await Runtime.start("sites", settings, MIGRATIONS)
+        app.state.runtime = runtime
+        try:
+            if settings.demo_data:
+                await seed_demo_sites(runtime, settings.demo_file)
+            log.info("service_started")
+            yield
+        finally:
+            app.state.runtime = None
+            await runtime.stop()
+            log.info("service_stopped")
+
+    app = FastAPI(
+        title="Relais — sites", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+        openapi_tags=[
+            {"name": "sites", "description": "France Services sites, permanences and buses."},
+            {"name": "ops", "description": "Health of the service."},
+        ],
+    )
+    app.include_router(api.router)
+    return prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))

@@ -1,0 +1,105 @@
+"""The registry's use cases. Each runs in ONE PostgreSQL transaction that writes the
+sites table and, only when something changed, records the event announcing it in
+the outbox; the outbox relay publishes it on the `sites` topic afterwards."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from relais_kit import outbox
+from relais_kit.envelope import now
+from relais_kit.logs import log
+from relais_kit.runtime import Runtime
+from structlog.contextvars import bound_contextvars
+
+from relais_sites.adapters.store import SiteFilter, SiteStore
+from relais_sites.domain import InvalidSite, Site, SiteRecord
+from relais_sites.domain import events as ev
+from relais_sites.domain.rules import kind_change_problems, parent_problems
+
+
+class SiteNotFound(LookupError):
+    def __init__(self, site_id: str) -> None:
+        super().__init__(f"unknown site {site_id!r}")
+        self.site_id = site_id
+
+
+class SiteHasDependents(Exception):
+    """A site cannot be retired while active permanences or buses depend on it."""
+
+    def __init__(self, site_id: str, children: list[str]) -> None:
+        super().__init__(f"site {site_id!r} still has active dependent sites: {', '.join(children)}; "
+                         "retire or move them first")
+        self.site_id = site_id
+        self.children = children
+
+
+@dataclass(frozen=True)
+class Outcome:
+    record: SiteRecord
+    created: bool   # the site did not exist before
+    changed: bool   # an event was recorded
+
+
+async def upsert_site(runtime: Runtime, site: Site) -> Outcome:
+    """Creates or updates a site (and brings a retired one back). Describing a site
+    exactly as it already is changes nothing and publishes nothing."""
+    with bound_contextvars(site_id=site.site_id):
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            store = SiteStore(conn)
+            # The parent is locked too, so that it cannot be retired meanwhile.
+            await store.lock(site.site_id, *filter(None, [site.parent_site_id]))
+            before = await store.get(site.site_id)
+            parent = await store.get(site.parent_site_id) if site.parent_site_id else None
+            problems = parent_problems(site, parent)
+            if before is not None and before.site.kind != site.kind:
+                problems += kind_change_problems(site, await store.active_children(site.site_id))
+            if problems:
+                raise InvalidSite(problems)
+            if before is not None and before.active and before.site == site:
+                log.info("site_unchanged")
+                return Outcome(before, created=False, changed=False)
+            at = now()
+            record = SiteRecord(site, created_at=before.created_at if before else at, updated_at=at)
+            await store.save(record)
+            await outbox.record(conn, ev.TOPIC, runtime.contract.event(
+                ev.UPSERTED, source=runtime.source, subject=site.site_id, data=ev.upserted_data(record)))
+        log.info("site_upserted", created=before is None, revived=before is not None and not before.active,
+                 kind=site.kind)
+        return Outcome(record, created=before is None, changed=True)
+
+
+async def retire_site(runtime: Runtime, site_id: str) -> Outcome:
+    """Retires a site for good; retiring a retired site changes nothing."""
+    with bound_contextvars(site_id=site_id):
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            store = SiteStore(conn)
+            await store.lock(site_id)
+            before = await store.get(site_id)
+            if before is None:
+                raise SiteNotFound(site_id)
+            if not before.active:
+                return Outcome(before, created=False, changed=False)
+            children = await store.active_children(site_id)
+            if children:
+                raise SiteHasDependents(site_id, children)
+            at = now()
+            record = SiteRecord(before.site, created_at=before.created_at, updated_at=at, retired_at=at)
+            await store.save(record)
+            await outbox.record(conn, ev.TOPIC, runtime.contract.event(
+                ev.RETIRED, source=runtime.source, subject=site_id, data=ev.retired_data(site_id, at)))
+        log.info("site_retired")
+        return Outcome(record, created=False, changed=True)
+
+
+async def get_site(runtime: Runtime, site_id: str) -> SiteRecord:
+    async with runtime.pool.acquire() as conn:
+        record = await SiteStore(conn).get(site_id)
+    if record is None:
+        raise SiteNotFound(site_id)
+    return record
+
+
+async def list_sites(runtime: Runtime, where: SiteFilter) -> list[SiteRecord]:
+    async with runtime.pool.acquire() as conn:
+        return await SiteStore(conn).list(where)

@@ -1,0 +1,84 @@
+"""Test helpers over the real broker: produce CloudEvents, read topics until a
+condition holds or a deadline passes (no fixed sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from relais_kit.envelope import CloudEvent, event_type, to_record
+
+T = TypeVar("T")
+
+
+async def produce(bootstrap: str, topic: str, name: str, data: dict[str, Any], *,
+                  subject: str, source: str = "/tests", event_id: str | None = None) -> CloudEvent:
+    event = CloudEvent(type=event_type(name), source=source, subject=subject, data=data,
+                       id=event_id or str(uuid.uuid4()))
+    key, value, headers = to_record(event)
+    await produce_raw(bootstrap, topic, key, value, headers)
+    return event
+
+
+async def produce_raw(bootstrap: str, topic: str, key: bytes | None, value: bytes | None,
+                      headers: list[tuple[str, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value=value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+
+
+class TopicReader:
+    """Reads topics from the beginning with a group of its own, keeping every record."""
+
+    def __init__(self, bootstrap: str, *topics: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            *topics, bootstrap_servers=bootstrap, group_id=f"test-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest", enable_auto_commit=False,
+            session_timeout_ms=10000, heartbeat_interval_ms=1000)
+        self.records: list[ConsumerRecord] = []
+
+    async def __aenter__(self) -> TopicReader:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self._consumer.stop()
+
+    async def until(self, condition: Callable[[list[ConsumerRecord]], bool], timeout: float = 30.0,
+                    what: str = "records") -> list[ConsumerRecord]:
+        deadline = time.monotonic() + timeout
+        while not condition(self.records):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}; saw {len(self.records)} record(s): "
+                                     f"{[(r.topic, headers(r).get('ce_type')) for r in self.records][-20:]}")
+            batch = await self._consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                self.records.extend(records)
+        return self.records
+
+
+def headers(record: ConsumerRecord) -> dict[str, str]:
+    return {k: v.decode() for k, v in record.headers}
+
+
+def of_type(records: list[ConsumerRecord], name: str) -> list[ConsumerRecord]:
+    return [r for r in records if headers(r).get("ce_type") == event_type(name)]
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 30.0,
+                     what: str = "condition") -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)

@@ -1,0 +1,51 @@
+from datetime import UTC, date, datetime
+
+from relais_kit.contract import load_contract
+from relais_kit.envelope import event_type
+from relais_kit.settings import REPO_ROOT
+from relais_referral.domain import events
+from relais_referral.domain.catalogue import load_catalogue
+from relais_referral.domain.lifecycle import Status
+from relais_referral.domain.model import Citizen, PostalAddress, Referral, Site
+
+AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
+CITIZEN = Citizen("Michel", "Cordier", "email", date(1963, 4, 2), "michel@example.org", "0600000000",
+                  PostalAddress("1 rue de la Mairie", "47480", "Pont-du-Casse"))
+SITE = Site("pont-du-casse-mairie", "Mairie de Pont-du-Casse", "mobile_permanence", "47480",
+            "Pont-du-Casse", "47", frozenset({"ants"}), "agen-leon-blum-poste")
+REFERRAL = Referral("6f1c2a52-3f0d-4a8e-9a55-1d2f3c4b5a69", "0b7e2b8e-7d1f-4c55-8a3e-2b9a1c0d4e5f",
+                    "ants", "ants.carte-grise.changement-adresse", SITE.site_id, "demo-adviser",
+                    "Changer l'adresse de la carte grise", AT, AT, Status.ROUTED, AT)
+CONTRACT = load_contract(REPO_ROOT / "schemas")
+
+
+def test_inbox_event_carries_only_what_the_procedure_needs():
+    procedure = load_catalogue().procedure("dgfip", "dgfip.declaration-revenus")
+    assert procedure is not None
+    citizen = events.citizen_for(CITIZEN, procedure)
+    assert set(citizen) == {"given_name", "family_name", "birth_date"}
+
+
+def test_routed_to_inbox_is_valid_against_the_contract():
+    procedure = load_catalogue().procedure("ants", "ants.carte-grise.changement-adresse")
+    assert procedure is not None
+    data = events.routed_to_inbox(REFERRAL, AT, SITE, "Sophie", CITIZEN, procedure)
+    CONTRACT.check(event_type("referral.routed"), data)
+    assert data["citizen"]["postal_address"]["city"] == "Pont-du-Casse"
+    assert "email" not in data["citizen"]
+
+
+def test_lifecycle_events_on_referrals_carry_no_personal_data():
+    data = events.routed(REFERRAL, AT, "operator.ants.inbox")
+    CONTRACT.check(event_type("referral.routed"), data)
+    flat = str(data)
+    assert "Cordier" not in flat and "michel@" not in flat
+
+
+def test_the_answer_names_only_the_channel_address():
+    recipient = events.recipient(CITIZEN)
+    assert recipient == {"display_name": "Michel Cordier", "channel": "email", "email": "michel@example.org"}
+    data = events.lifecycle(REFERRAL, AT, outcome="resolved", message_to_citizen="Fait.",
+                            message_to_adviser="Fait.", recipient=recipient)
+    data["status"] = "answered"
+    CONTRACT.check(event_type("referral.answered"), data)
