@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 from relais_kit import kafka
@@ -45,12 +45,29 @@ TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
              asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, TimeoutError)
 
 
+class _ReadFromStart(ConsumerRebalanceListener):  # type: ignore[misc]
+    """For views rebuilt from a compacted topic: whatever the group committed, read
+    everything again; events already handled are dropped by their id."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: object) -> None:
+        pass
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if assigned:
+            await self._consumer.seek_to_beginning(*assigned)
+
+
 class EventConsumer:
     def __init__(self, *, name: str, bootstrap: str, topics: list[str], producer: AIOKafkaProducer,
                  pool: asyncpg.Pool, contract: Contract, handlers: Mapping[str, Handler],
-                 batch_size: int = 200, **client_options: object) -> None:
+                 batch_size: int = 200, from_beginning: bool = False, **client_options: object) -> None:
         self.name = name
-        self._client = lambda: kafka.consumer(bootstrap, name, *topics, **client_options)
+        self._topics = topics
+        self._client = lambda: kafka.consumer(bootstrap, name, **client_options)
+        self._from_beginning = from_beginning
         self._producer = producer
         self._pool = pool
         self._contract = contract
@@ -63,6 +80,8 @@ class EventConsumer:
     async def run(self) -> None:
         self._consumer = self._client()
         await self._consumer.start()
+        listener = _ReadFromStart(self._consumer) if self._from_beginning else None
+        self._consumer.subscribe(self._topics, listener=listener)
         try:
             await self._poll_forever()
         finally:

@@ -57,11 +57,12 @@ class Runtime:
     def supervise(self, name: str, loop: Loop) -> None:
         self.loops[name] = asyncio.create_task(_forever(name, loop), name=name)
 
-    def consume(self, group: str, topics: list[str], handlers: Mapping[str, Handler]) -> EventConsumer:
+    def consume(self, group: str, topics: list[str], handlers: Mapping[str, Handler],
+                *, from_beginning: bool = False) -> EventConsumer:
         """Starts an idempotent consumer in group `group`, supervised."""
         consumer = EventConsumer(name=group, bootstrap=self.settings.kafka_bootstrap_servers,
                                  topics=topics, producer=self.producer, pool=self.pool,
-                                 contract=self.contract, handlers=handlers)
+                                 contract=self.contract, handlers=handlers, from_beginning=from_beginning)
         self.consumers.append(consumer)
         self.supervise(f"consumer:{group}", consumer.run)
         return consumer

@@ -41,7 +41,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
                         consumers.operator_handlers(ctx))
         runtime.consume("relais-referral-notifications", ["notifications"],
                         consumers.notification_handlers())
-        runtime.consume("relais-referral-sites", ["sites"], consumers.site_handlers())
+        runtime.consume("relais-referral-sites", ["sites"], consumers.site_handlers(), from_beginning=True)
         log.info("referral_service_started", port=settings.port)
         try:
             yield
