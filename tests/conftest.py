@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 import pytest_asyncio
+
 from relais_kit.embedded import free_port, start_broker, start_postgres
 from relais_kit.topics import create_topics, load_topics
 
@@ -91,9 +92,10 @@ async def module_database_url(postgres_server_url: str) -> AsyncIterator[str]:
 def kafka_bootstrap() -> Iterator[str]:
     topics = load_topics(ROOT / "deploy" / "topics.yaml")
     if docker_wanted():
-        from testcontainers.kafka import KafkaContainer
+        from testcontainers.community.kafka import KafkaContainer
 
-        with KafkaContainer("apache/kafka:3.8.0").with_kraft() as kafka:
+        # Confluent's packaging of Apache Kafka, in KRaft mode (no ZooKeeper).
+        with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka:
             bootstrap = kafka.get_bootstrap_server()
             asyncio.run(create_topics(bootstrap, topics, replication_factor=1))
             yield bootstrap

@@ -10,12 +10,12 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import pytest_asyncio
+
 from relais_kit.contract import load_contract
 from relais_kit.envelope import event_type
 from relais_kit.settings import REPO_ROOT
 from relais_referral.app import create_app
 from relais_referral.settings import ReferralSettings
-
 from tests.support import TopicReader, eventually, headers, of_type, produce, produce_raw
 
 CONTRACT = load_contract(REPO_ROOT / "schemas")

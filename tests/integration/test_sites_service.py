@@ -15,6 +15,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from fastapi import FastAPI
+
 from relais_kit.auth import User, issue_token
 from relais_kit.contract import load_contract
 from relais_kit.settings import REPO_ROOT

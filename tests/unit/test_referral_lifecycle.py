@@ -1,4 +1,5 @@
 import pytest
+
 from relais_referral.domain.lifecycle import (
     OPEN,
     RULES,

@@ -8,11 +8,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+
 from relais_kit.logs import configure_logging, log
 from relais_kit.runtime import Runtime
 from relais_kit.topics import load_topics
 from relais_kit.web import prepare_app
-
 from relais_referral.domain.catalogue import load_catalogue
 from relais_referral.entrypoints import consumers
 from relais_referral.entrypoints.api import router

@@ -1,4 +1,5 @@
 from pydantic import Field
+
 from relais_kit.settings import PlatformSettings
 
 

@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+
 from relais_kit.logs import configure_logging, log
 from relais_kit.runtime import Runtime
 from relais_kit.web import prepare_app
-
 from relais_sites.entrypoints import api
 from relais_sites.entrypoints.demo import seed_demo_sites
 from relais_sites.settings import SitesSettings, load_settings

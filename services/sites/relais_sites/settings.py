@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pydantic import Field
+
 from relais_kit.settings import REPO_ROOT, PlatformSettings
 
 

@@ -8,9 +8,9 @@ from uuid import UUID
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
+
 from relais_kit.auth import User, current_user, issue_token
 from relais_kit.envelope import now
-
 from relais_referral.adapters import store
 from relais_referral.domain.model import Citizen, PostalAddress
 from relais_referral.entrypoints.schemas import (

@@ -6,9 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 
 import asyncpg
+
 from relais_kit.consumer import Delivery, Handler
 from relais_kit.envelope import event_type
-
 from relais_referral.adapters import store
 from relais_referral.domain.model import Site
 from relais_referral.service_layer import referrals

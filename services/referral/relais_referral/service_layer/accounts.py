@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncpg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from relais_kit.auth import User
 
+from relais_kit.auth import User
 from relais_referral.adapters import store
 
 DEMO_ACCOUNTS = (

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+
 from relais_kit import outbox
 from relais_kit.contract import Contract
-
 from relais_referral.domain.catalogue import Catalogue
 
 SOURCE = "/relais/referral"

@@ -10,10 +10,10 @@ from typing import Any
 
 import asyncpg
 import structlog
+
 from relais_kit.auth import User
 from relais_kit.consumer import Refused
 from relais_kit.envelope import CloudEvent, now
-
 from relais_referral.adapters import store
 from relais_referral.domain import events
 from relais_referral.domain.deadlines import due_at

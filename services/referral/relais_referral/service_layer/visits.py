@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 
 import asyncpg
+
 from relais_kit.auth import User
 from relais_kit.envelope import now
-
 from relais_referral.adapters import store
 from relais_referral.domain import events
 from relais_referral.domain.model import Citizen, Site, Visit

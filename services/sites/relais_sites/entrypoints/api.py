@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+
 from relais_kit.auth import User, current_user, require_role
 from relais_kit.runtime import Runtime
-
 from relais_sites.adapters.store import SiteFilter
 from relais_sites.domain import InvalidSite, Operator, SiteKind
 from relais_sites.domain.codes import DEPARTMENT, SITE_ID

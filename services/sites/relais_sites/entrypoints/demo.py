@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 from pydantic import TypeAdapter
+
 from relais_kit.logs import log
 from relais_kit.runtime import Runtime
-
 from relais_sites.domain import Site
 from relais_sites.entrypoints.schemas import SiteBody
 from relais_sites.service_layer.sites import upsert_site

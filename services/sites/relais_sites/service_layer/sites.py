@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from structlog.contextvars import bound_contextvars
+
 from relais_kit import outbox
 from relais_kit.envelope import now
 from relais_kit.logs import log
 from relais_kit.runtime import Runtime
-from structlog.contextvars import bound_contextvars
-
 from relais_sites.adapters.store import SiteFilter, SiteStore
 from relais_sites.domain import InvalidSite, Site, SiteRecord
 from relais_sites.domain import events as ev

@@ -1,0 +1,245 @@
+"""`make bench`: N referrals through the whole platform (visit → needs expert →
+operator inbox → answer → citizen notified) with the operator simulator, and, on the
+same broker in the same run, a raw aiokafka produce→consume→produce baseline.
+
+Prints throughput and p50/p95/p99 latencies and writes them as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from deploy.local.platform import LocalPlatform  # noqa: E402
+
+OPERATORS = {"caf": "caf.prime-activite", "ants": "ants.carte-grise.changement-adresse",
+             "dgfip": "dgfip.declaration-revenus"}
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    if not samples:
+        return {"p50_ms": float("nan"), "p95_ms": float("nan"), "p99_ms": float("nan")}
+    q = statistics.quantiles(samples, n=100, method="inclusive")
+    return {"p50_ms": round(q[49] * 1000, 1), "p95_ms": round(q[94] * 1000, 1),
+            "p99_ms": round(q[98] * 1000, 1)}
+
+
+class Arrivals:
+    """Reads the topics where a referral shows up and notes when, per referral id."""
+
+    def __init__(self, bootstrap: str) -> None:
+        topics = ["referrals", "notifications", *[f"operator.{o}.inbox" for o in OPERATORS]]
+        self._consumer = AIOKafkaConsumer(
+            *topics, bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="latest", enable_auto_commit=False,
+            session_timeout_ms=10000, heartbeat_interval_ms=1000)
+        self.inbox: dict[str, float] = {}
+        self.answered: dict[str, float] = {}
+        self.notified: dict[str, float] = {}
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        while not self._consumer.assignment():
+            await self._consumer.getmany(timeout_ms=100)
+        await self._consumer.seek_to_end()
+
+    async def run(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=100, max_records=1000)
+            now = time.perf_counter()
+            for records in batch.values():
+                for r in records:
+                    ce_type = dict(r.headers).get("ce_type", b"").decode()
+                    key = r.key.decode() if r.key else ""
+                    if r.topic.endswith(".inbox") and ce_type.endswith("referral.routed.v1"):
+                        self.inbox.setdefault(key, now)
+                    elif ce_type.endswith("referral.answered.v1"):
+                        self.answered.setdefault(key, now)
+                    elif ce_type.endswith("notification.sent.v1"):
+                        self.notified.setdefault(key, now)
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+
+async def refer(client: httpx.AsyncClient, i: int, site_id: str) -> tuple[str, float]:
+    operator = list(OPERATORS)[i % len(OPERATORS)]
+    visit = await client.post("/api/v1/visits", json={
+        "site_id": site_id, "channel": "in_person",
+        "citizen": {"given_name": "Camille", "family_name": f"Bench{i}",
+                    "birth_date": "1980-01-01",
+                    "contact": {"channel": "email", "email": f"camille.bench{i}@example.org"}}})
+    visit.raise_for_status()
+    started = time.perf_counter()
+    response = await client.post(f"/api/v1/visits/{visit.json()['visit_id']}/referrals", json={
+        "operator": operator, "procedure": OPERATORS[operator],
+        "summary": "Demande de banc d'essai.", "consent": {"given": True}})
+    response.raise_for_status()
+    return response.json()["referral_id"], started
+
+
+async def platform_run(p: LocalPlatform, n: int, concurrency: int, timeout: float) -> dict[str, Any]:
+    arrivals = Arrivals(p.bootstrap)
+    await arrivals.start()
+    listener = asyncio.create_task(arrivals.run())
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=p.referral_url, timeout=30, limits=limits) as client:
+        token = await client.post("/api/v1/auth/token", data={"username": "demo-adviser", "password": "demo"})
+        token.raise_for_status()
+        client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        await _wait_for_site(client, "agen-leon-blum-poste")
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(n):
+            queue.put_nowait(i)
+        requested: dict[str, float] = {}
+
+        async def worker() -> None:
+            while not queue.empty():
+                rid, started = await refer(client, queue.get_nowait(), "agen-leon-blum-poste")
+                requested[rid] = started
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        submitted = time.perf_counter()
+        deadline = submitted + timeout
+        while len([r for r in requested if r in arrivals.notified]) < n and time.perf_counter() < deadline:
+            await asyncio.sleep(0.2)
+        done = time.perf_counter()
+    listener.cancel()
+    await arrivals.stop()
+    notified = [r for r in requested if r in arrivals.notified]
+    last = max((arrivals.notified[r] for r in notified), default=done)
+    return {
+        "referrals": n,
+        "completed": len(notified),
+        "submit_rate_per_s": round(n / (submitted - t0), 1),
+        "throughput_per_s": round(len(notified) / (last - t0), 1),
+        "requested_to_inbox": percentiles([arrivals.inbox[r] - s for r, s in requested.items()
+                                           if r in arrivals.inbox]),
+        "requested_to_answered": percentiles([arrivals.answered[r] - s for r, s in requested.items()
+                                              if r in arrivals.answered]),
+        "requested_to_notified": percentiles([arrivals.notified[r] - s for r, s in requested.items()
+                                              if r in arrivals.notified]),
+    }
+
+
+async def _wait_for_site(client: httpx.AsyncClient, site_id: str) -> None:
+    for _ in range(300):
+        probe = await client.post("/api/v1/visits", json={
+            "site_id": site_id, "channel": "in_person",
+            "citizen": {"given_name": "A", "family_name": "B", "contact": {"channel": "none"}}})
+        if probe.status_code == 201:
+            return
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"site {site_id} never reached the referral service")
+
+
+async def baseline(bootstrap: str, n: int) -> dict[str, Any]:
+    """Raw aiokafka: produce to A, a relay consumes A and produces to B, a reader
+    consumes B. Same acks=all and manual commits as the platform."""
+    suffix = uuid.uuid4().hex[:6]
+    a, b = f"bench.a.{suffix}", f"bench.b.{suffix}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(a, 3, 1), NewTopic(b, 3, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    await producer.start()
+
+    def consumer(topic: str) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"{topic}-g",
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                session_timeout_ms=10000, heartbeat_interval_ms=1000)
+
+    relay_in, reader = consumer(a), consumer(b)
+    await relay_in.start()
+    await reader.start()
+    latencies: list[float] = []
+
+    async def relay() -> None:
+        while True:
+            batch = await relay_in.getmany(timeout_ms=100, max_records=500)
+            for tp, records in batch.items():
+                futures = [await producer.send(b, r.value, key=r.key) for r in records]
+                await asyncio.gather(*futures)
+                await relay_in.commit({tp: records[-1].offset + 1})
+
+    async def read() -> None:
+        while len(latencies) < n:
+            batch = await reader.getmany(timeout_ms=100, max_records=500)
+            now = time.perf_counter()
+            for tp, records in batch.items():
+                latencies.extend(now - float(r.value.decode()) for r in records)
+                await reader.commit({tp: records[-1].offset + 1})
+
+    relaying = asyncio.create_task(relay())
+    t0 = time.perf_counter()
+    for i in range(n):
+        await producer.send(a, str(time.perf_counter()).encode(), key=str(i % 97).encode())
+    await producer.flush()
+    await asyncio.wait_for(read(), timeout=300)
+    elapsed = time.perf_counter() - t0
+    relaying.cancel()
+    for closing in (relay_in.stop(), reader.stop(), producer.stop()):
+        await closing
+    return {"messages": n, "throughput_per_s": round(n / elapsed, 1), "latency": percentiles(latencies)}
+
+
+def report(result: dict[str, Any]) -> str:
+    p, b = result["platform"], result["baseline"]
+    lines = [
+        f"Relais benchmark — {p['referrals']} referrals, {result['machine']['cpus']} CPUs",
+        f"  platform: {p['completed']}/{p['referrals']} notified, {p['throughput_per_s']} referrals/s "
+        f"end to end (API submit rate {p['submit_rate_per_s']}/s)",
+    ]
+    for hop in ("requested_to_inbox", "requested_to_answered", "requested_to_notified"):
+        q = p[hop]
+        lines.append(f"  {hop:<24} p50 {q['p50_ms']:>8} ms   p95 {q['p95_ms']:>8} ms   p99 {q['p99_ms']:>8} ms")
+    q = b["latency"]
+    lines.append(f"  baseline (raw aiokafka produce→consume→produce): {b['throughput_per_s']} msg/s, "
+                 f"p50 {q['p50_ms']} ms, p95 {q['p95_ms']} ms, p99 {q['p99_ms']} ms")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--referrals", type=int, default=int(os.environ.get("BENCH_REFERRALS", 2000)))
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp:
+        with LocalPlatform(Path(tmp), ports="free", database_url=os.environ.get("DATABASE_URL"),
+                           bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS")) as p:
+            platform_result = asyncio.run(platform_run(p, args.referrals, args.concurrency, args.timeout))
+            baseline_result = asyncio.run(baseline(p.bootstrap, args.referrals))
+    result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "system": platform.platform()},
+              "platform": platform_result, "baseline": baseline_result}
+    result["overhead_ratio"] = round(baseline_result["throughput_per_s"]
+                                     / max(platform_result["throughput_per_s"], 0.001), 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
+    print(report(result))
+    print(f"  baseline/platform throughput ratio: {result['overhead_ratio']}")
+    print(f"written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
