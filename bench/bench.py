@@ -223,11 +223,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp:
-        with LocalPlatform(Path(tmp), ports="free", database_url=os.environ.get("DATABASE_URL"),
-                           bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS")) as p:
-            platform_result = asyncio.run(platform_run(p, args.referrals, args.concurrency, args.timeout))
-            baseline_result = asyncio.run(baseline(p.bootstrap, args.referrals))
+    with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp, \
+            LocalPlatform(Path(tmp), ports="free", database_url=os.environ.get("DATABASE_URL"),
+                          bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS")) as p:
+        platform_result = asyncio.run(platform_run(p, args.referrals, args.concurrency, args.timeout))
+        baseline_result = asyncio.run(baseline(p.bootstrap, args.referrals))
     result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "system": platform.platform()},
