@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""An operator's consumer for Relais, written with confluent-kafka (librdkafka).
+
+It reads `operator.<code>.inbox`, checks every event against the JSON Schemas of
+the contract (the `schemas/` folder Relais publishes), and answers each routed
+referral with `operator.acknowledged` then `operator.answered` on
+`operator.<code>.outbox`.
+
+It depends on nothing but the contract: the `schemas/` folder, CloudEvents 1.0 in
+Kafka binary mode, and the topic names. Copy it, then replace `answer_referral()`
+with your own case handling.
+
+    python operator_consumer.py --operator caf --schemas /path/to/schemas
+
+Environment: KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+from confluent_kafka import Consumer, KafkaException, Message, Producer
+from jsonschema import Draft202012Validator
+
+log = logging.getLogger("operator-consumer")
+
+# --- The contract ------------------------------------------------------------------
+
+# Every CloudEvents type is `fr.franceservices.<name>.v<major>`; the data of
+# `<name>` v1 is described by `schemas/events/<name>.v1.json`.
+TYPE_RE = re.compile(r"^fr\.franceservices\.(?P<name>[a-z_.]+)\.v(?P<major>[0-9]+)$")
+
+# What the platform may write to an operator's inbox (this consumer knows v1).
+INBOX_EVENTS = ("referral.routed", "referral.info_provided", "referral.cancelled", "referral.reminder")
+# What this consumer writes to its outbox.
+OUTBOX_EVENTS = ("operator.acknowledged", "operator.answered")
+
+# Kafka record headers: (name, value) pairs, in order; a name may repeat.
+Headers = list[tuple[str, str | bytes | None]]
+
+# Headers every event must carry (CloudEvents binary mode: attributes are `ce_*` headers).
+REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "content-type")
+
+
+def event_type(name: str) -> str:
+    """`operator.answered` -> `fr.franceservices.operator.answered.v1`."""
+    return f"fr.franceservices.{name}.v1"
+
+
+def tolerant(schema: Any) -> Any:
+    """A copy of `schema` without `additionalProperties: false`.
+
+    The contract promises that inside v1 the events only grow: the platform may add
+    new optional fields before you update your copy of `schemas/`. A tolerant reader
+    checks every field it knows and ignores the others, so we relax closed objects for
+    what we READ. What we WRITE is checked against the schemas unchanged."""
+    if isinstance(schema, dict):
+        return {k: tolerant(v) for k, v in schema.items() if not (k == "additionalProperties" and v is False)}
+    if isinstance(schema, list):
+        return [tolerant(v) for v in schema]
+    return schema
+
+
+class Contract:
+    """The schemas this consumer needs, loaded once from the `schemas/` folder."""
+
+    def __init__(self, schemas_dir: Path) -> None:
+        # FORMAT_CHECKER checks `uuid`, `date`, `email`, and `date-time` too when the
+        # `rfc3339-validator` package is installed (it is in requirements.txt).
+        checker = Draft202012Validator.FORMAT_CHECKER
+        if checker.conforms("not a time", "date-time"):
+            log.warning("rfc3339-validator is not installed: date-time formats are not checked")
+        self.schemas: dict[str, dict[str, Any]] = {}
+        self.readers: dict[str, Draft202012Validator] = {}  # tolerant, for the inbox
+        self.writers: dict[str, Draft202012Validator] = {}  # exact, for the outbox
+        for name in INBOX_EVENTS + OUTBOX_EVENTS:
+            path = schemas_dir / "events" / f"{name}.v1.json"
+            schema = json.loads(path.read_text(encoding="utf-8"))
+            Draft202012Validator.check_schema(schema)
+            self.schemas[name] = schema
+            if name in INBOX_EVENTS:
+                self.readers[name] = Draft202012Validator(tolerant(schema), format_checker=checker)
+            else:
+                self.writers[name] = Draft202012Validator(schema, format_checker=checker)
+        # The operator codes, as the contract lists them.
+        self.operators: list[str] = self.schemas["referral.routed"]["$defs"]["operator"]["enum"]
+
+    @staticmethod
+    def problems(validator: Draft202012Validator, data: dict[str, Any]) -> list[str]:
+        """Where and why `data` fails, WITHOUT the offending values: a jsonschema
+        message quotes the value, and the value may be a citizen's name or e-mail."""
+        return sorted(
+            f"{'.'.join(str(p) for p in error.absolute_path) or '(root)'}: {error.validator}"
+            for error in validator.iter_errors(data)
+        )
+
+    def unknown_fields(self, name: str, data: dict[str, Any]) -> list[str]:
+        """Top-level fields that our copy of the schema does not describe."""
+        return sorted(set(data) - set(self.schemas[name].get("properties", {})))
+
+
+# --- Reading and writing CloudEvents (Kafka binary content mode) -------------------
+
+
+class Skip(Exception):
+    """A record we cannot or need not handle; it is logged and its offset committed."""
+
+
+def read_event(msg: Message) -> tuple[dict[str, str], dict[str, Any]]:
+    """Returns the CloudEvents attributes (header name -> text) and the JSON data."""
+    attrs: dict[str, str] = {}
+    # A consumed record's headers are a list of (name, bytes or None).
+    for header, raw in cast(list[tuple[str, bytes | None]], msg.headers() or []):
+        try:
+            attrs[header.lower()] = raw.decode("utf-8") if raw is not None else ""
+        except UnicodeDecodeError as exc:
+            raise Skip(f"header {header} is not UTF-8") from exc
+    missing = [h for h in REQUIRED_HEADERS if not attrs.get(h)]
+    if missing:
+        raise Skip(f"not a CloudEvent, missing header(s) {', '.join(missing)}")
+    if attrs["ce_specversion"] != "1.0":
+        raise Skip(f"ce_specversion {attrs['ce_specversion']!r} is not 1.0")
+    if attrs["content-type"].split(";")[0].strip() != "application/json":
+        raise Skip(f"content-type {attrs['content-type']!r} is not application/json")
+    try:
+        data = json.loads(msg.value() or b"")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Skip("record value is not UTF-8 JSON") from exc
+    if not isinstance(data, dict):
+        raise Skip("record value is not a JSON object")
+    return attrs, data
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")  # e.g. 2025-03-14T10:02:45.123+00:00
+
+
+def event_id(operator: str, referral_id: str, name: str) -> str:
+    """A deterministic id: uuid5 over the referral and the event name.
+
+    If we crash after producing but before committing the offset, the routed event
+    is delivered again and we answer again. Because the ids are the same, the
+    platform (which de-duplicates by `ce_id`) drops the second copy."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"/operators/{operator}/referrals/{referral_id}/{name}"))
+
+
+def outbox_record(operator: str, name: str, referral_id: str,
+                  data: dict[str, Any]) -> tuple[bytes, bytes, Headers]:
+    """Key, value and headers of one outbox event."""
+    headers: Headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", event_id(operator, referral_id, name).encode()),
+        ("ce_source", f"/operators/{operator}".encode()),
+        ("ce_type", event_type(name).encode()),
+        ("ce_time", now_rfc3339().encode()),
+        ("ce_subject", referral_id.encode()),
+        ("content-type", b"application/json"),
+    ]
+    value = json.dumps(data, ensure_ascii=False).encode("utf-8")
+    # Record key = the referral id: every event of a referral stays in order on one partition.
+    return referral_id.encode(), value, headers
+
+
+# --- Your business logic -----------------------------------------------------------
+
+
+def answer_referral(operator: str, routed: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """What we send back for a routed referral: here, a fixed acknowledgement and a
+    `resolved` answer. Replace this with your own case handling. Never copy citizen
+    data into these messages unless the citizen needs it."""
+    referral_id = routed["referral_id"]
+    case_reference = f"{operator.upper()}-{referral_id[:8].upper()}"
+    acknowledged = {
+        "referral_id": referral_id,
+        "acknowledged_at": now_rfc3339(),
+        "case_reference": case_reference,
+        "expert": f"Service de traitement des demandes ({operator})",
+    }
+    answered = {
+        "referral_id": referral_id,
+        "answered_at": now_rfc3339(),
+        "outcome": "resolved",
+        "message_to_citizen": (
+            "Bonjour, votre demande a bien été traitée par nos services. "
+            "Vous n'avez aucune démarche supplémentaire à effectuer."
+        ),
+        "message_to_adviser": f"Demande traitée, dossier {case_reference}. Aucune action de votre part n'est requise.",
+    }
+    return [("operator.acknowledged", acknowledged), ("operator.answered", answered)]
+
+
+# --- The consumer ------------------------------------------------------------------
+
+
+class OperatorConsumer:
+    def __init__(self, operator: str, bootstrap: str, group: str, contract: Contract) -> None:
+        self.operator = operator
+        self.inbox = f"operator.{operator}.inbox"
+        self.outbox = f"operator.{operator}.outbox"
+        self.contract = contract
+        # Ids of the events already handled. The contract says `ce_id` is the
+        # de-duplication key: Kafka delivers at least once, so the same event can come
+        # twice (a redelivery after a crash, or the platform re-sending it).
+        # This in-memory set only lasts as long as the process. A production consumer
+        # stores each handled id in its own database, in the same transaction as the
+        # work the event caused, and checks it before doing anything.
+        self.seen: set[str] = set()
+        # Hand librdkafka's own log lines to Python logging.
+        kafka_log = logging.getLogger("librdkafka")
+        self.consumer = Consumer({
+            "bootstrap.servers": bootstrap,
+            "group.id": group,
+            # We commit ourselves, after the work is done: at-least-once delivery.
+            "enable.auto.commit": False,
+            # A new group starts from the oldest record still kept on the topic.
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": 10000,
+            "heartbeat.interval.ms": 1000,
+            "logger": kafka_log,
+            # On a real cluster add your security settings here, for example:
+            # "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+            # "sasl.username": ..., "sasl.password": ...,
+        })
+        self.producer = Producer({
+            "bootstrap.servers": bootstrap,
+            # Wait for every in-sync replica before a send counts as done.
+            "acks": "all",
+            # Set this to True on a real Kafka cluster (no duplicates or reordering on
+            # retries). It is False here only because the embedded broker used for
+            # development and tests (tansu) is not relied on to support idempotent
+            # producers, and this example must run against it.
+            "enable.idempotence": False,
+            # Without idempotence, one request in flight keeps `acknowledged` before
+            # `answered` even when a send is retried (drop this line with idempotence on).
+            "max.in.flight.requests.per.connection": 1,
+            "logger": kafka_log,
+        })
+
+    def run(self, should_stop: Callable[[], bool], max_messages: int | None = None,
+            idle_exit: float | None = None) -> None:
+        """Polls until `should_stop()` is true, `max_messages` records were handled, or
+        nothing arrived for `idle_exit` seconds."""
+        self.consumer.subscribe([self.inbox], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        log.info("consuming %s, answering on %s", self.inbox, self.outbox)
+        count = 0
+        last_record = time.monotonic()
+        try:
+            while True:
+                if should_stop():
+                    log.info("stop requested")
+                    break
+                if max_messages is not None and count >= max_messages:
+                    log.info("read %d record(s), exiting (--max-messages)", count)
+                    break
+                if idle_exit is not None and time.monotonic() - last_record > idle_exit:
+                    log.info("no record for %.0f s, exiting (--idle-exit)", idle_exit)
+                    break
+                # poll() returns at most every second, so a stop signal is seen quickly.
+                msg = self.consumer.poll(1.0)
+                if msg is None:
+                    continue
+                error = msg.error()
+                if error is not None:
+                    if error.fatal():
+                        raise KafkaException(error)
+                    log.warning("consumer error: %s", error)  # librdkafka retries by itself
+                    continue
+                last_record = time.monotonic()
+                self.handle(msg)
+                # Commit only once the work is done (and the answers are on the broker):
+                # if we crash before this line the record is delivered again, and the
+                # de-duplication plus deterministic ids make that harmless.
+                self.consumer.commit(message=msg, asynchronous=False)
+                count += 1
+        finally:
+            # Leaves the group at once, so that another instance takes the partitions over.
+            self.consumer.close()
+            self.producer.flush(10)
+            log.info("stopped")
+
+    def handle(self, msg: Message) -> None:
+        where = f"{msg.topic()}[{msg.partition()}]@{msg.offset()}"
+        try:
+            attrs, data = read_event(msg)
+        except Skip as why:
+            # A production consumer would also keep the record aside (a dead-letter
+            # table or topic) and alert, rather than only log it.
+            log.warning("skipped %s: %s", where, why)
+            return
+        ce_id, ce_type = attrs["ce_id"], attrs["ce_type"]
+
+        match = TYPE_RE.match(ce_type)
+        name = match["name"] if match else None
+        if not match or match["major"] != "1" or name not in INBOX_EVENTS:
+            # New event types may appear in the contract at any time: ignore what you
+            # do not know instead of stopping.
+            log.info("skipped unknown event type %s ce_id=%s at %s", ce_type, ce_id, where)
+            return
+        if ce_id in self.seen:
+            log.info("skipped duplicate %s ce_id=%s", name, ce_id)
+            return
+
+        problems = self.contract.problems(self.contract.readers[name], data)
+        if problems:
+            log.warning("skipped invalid %s ce_id=%s at %s: %s", name, ce_id, where, "; ".join(problems))
+            return
+        if data["operator"] != self.operator:
+            log.warning("skipped %s ce_id=%s: meant for operator %s", name, ce_id, data["operator"])
+            return
+        unknown = self.contract.unknown_fields(name, data)
+        note = f" (ignored unknown field(s): {', '.join(unknown)})" if unknown else ""
+
+        referral_id = data["referral_id"]
+        if name == "referral.routed":
+            sent = self.send(answer_referral(self.operator, data))
+            log.info("handled %s ce_id=%s referral=%s procedure=%s -> %s%s",
+                     name, ce_id, referral_id, data["procedure"], ", ".join(sent), note)
+        else:
+            # referral.info_provided: attach the adviser's message to your case.
+            # referral.cancelled: close your case, the citizen withdrew.
+            # referral.reminder: the answer deadline has passed; escalate.
+            log.info("handled %s ce_id=%s referral=%s (nothing to send)%s", name, ce_id, referral_id, note)
+        self.seen.add(ce_id)
+
+    def send(self, events: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        """Validates and produces the events, then waits until the broker has them all."""
+        failures: list[str] = []
+
+        def on_delivery(err: Any, _msg: Message) -> None:
+            if err is not None:
+                failures.append(str(err))
+
+        for name, data in events:
+            # Never send what the contract refuses: the platform would dead-letter it.
+            problems = self.contract.problems(self.contract.writers[name], data)
+            if problems:
+                raise ValueError(f"{name} does not match its schema: {'; '.join(problems)}")
+        for name, data in events:
+            key, value, headers = outbox_record(self.operator, name, data["referral_id"], data)
+            self.producer.produce(self.outbox, key=key, value=value, headers=headers, on_delivery=on_delivery)
+        # Flush BEFORE the offset is committed: the answers must be on the broker first.
+        remaining = self.producer.flush(30)
+        if remaining or failures:
+            # Do not commit: stop, and the routed event is delivered again at restart.
+            raise RuntimeError(f"could not deliver to {self.outbox}: {remaining} pending, errors: {failures}")
+        return [name for name, _ in events]
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[Any]) -> None:
+        log.info("assigned %s partition(s) %s", self.inbox, sorted(p.partition for p in partitions))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[Any]) -> None:
+        log.info("revoked %s partition(s) %s", self.inbox, sorted(p.partition for p in partitions))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Relais operator consumer (confluent-kafka example).")
+    parser.add_argument("--operator", required=True, help="operator code, e.g. caf")
+    parser.add_argument("--schemas", type=Path, default=Path("schemas"),
+                        help="path to the Relais schemas/ folder (default: ./schemas)")
+    parser.add_argument("--group", help="consumer group id (default: operator-<code>-consumer)")
+    parser.add_argument("--max-messages", type=int, help="exit after reading N records")
+    parser.add_argument("--idle-exit", type=float, metavar="SECONDS",
+                        help="exit when no record arrived for SECONDS (counted from start)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    contract = Contract(args.schemas)
+    if args.operator not in contract.operators:
+        parser.error(f"unknown operator {args.operator!r}; the contract knows {', '.join(contract.operators)}")
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    group = args.group or f"operator-{args.operator}-consumer"
+
+    # SIGINT (Ctrl-C) and SIGTERM (docker stop, systemd, Kubernetes): finish the
+    # current record, then leave the group and exit.
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stopping.append(signum)  # only set a flag: the loop notices it within a second
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    log.info("operator %s, bootstrap %s, group %s", args.operator, bootstrap, group)
+    OperatorConsumer(args.operator, bootstrap, group, contract).run(
+        should_stop=lambda: bool(stopping), max_messages=args.max_messages, idle_exit=args.idle_exit)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
