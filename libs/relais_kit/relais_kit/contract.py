@@ -67,8 +67,16 @@ class Contract:
 
 
 def _describe(error: Any) -> str:
-    where = "/".join(str(p) for p in error.absolute_path) or "(root)"
-    return f"data.{where.replace('/', '.')}: {error.message}" if where != "(root)" else f"data: {error.message}"
+    """Names the field and the rule it breaks, never the value: the value may be a
+    citizen's name or address, and reasons end up in logs and dead-letter headers."""
+    where = ".".join(str(p) for p in error.absolute_path)
+    field = f"data.{where}" if where else "data"
+    if error.validator in ("required", "additionalProperties", "dependentRequired"):
+        return f"{field}: {error.message}"  # names properties, not values
+    rule = error.validator_value
+    shown = rule if isinstance(rule, int | float | bool | str) else type(rule).__name__
+    shown = f"{shown[:60]}…" if isinstance(shown, str) and len(shown) > 60 else shown
+    return f"{field}: fails {error.validator} {shown!r}"
 
 
 @cache

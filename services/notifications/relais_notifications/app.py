@@ -1,0 +1,55 @@
+"""The notifications service's process: the `referrals` consumer, the delivery loop,
+the outbox relay (started by the runtime) and the HTTP API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from relais_kit.logs import configure_logging, log
+from relais_kit.runtime import Runtime
+from relais_kit.web import prepare_app
+from relais_notifications.adapters.mailer import SmtpMailer
+from relais_notifications.adapters.sms import SpoolSmsGateway
+from relais_notifications.entrypoints import api
+from relais_notifications.service_layer import handlers
+from relais_notifications.service_layer.delivery import DeliveryLoop
+from relais_notifications.settings import NotificationsSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
+    settings = settings or NotificationsSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging("notifications", settings.log_level)
+        runtime = await Runtime.start("notifications", settings, MIGRATIONS)
+        loop = DeliveryLoop(
+            pool=runtime.pool, contract=runtime.contract, source=runtime.source,
+            mailer=SmtpMailer(host=settings.smtp_host, port=settings.smtp_port,
+                              mail_from=settings.mail_from, domain=settings.mail_domain,
+                              timeout_s=settings.smtp_timeout_s),
+            sms=SpoolSmsGateway(settings.sms_spool),
+            max_attempts=settings.max_attempts, retry_base_s=settings.retry_base_s,
+            retry_max_s=settings.retry_max_s, poll_s=settings.poll_s, workers=settings.delivery_workers)
+        runtime.consume(handlers.GROUP, handlers.TOPICS,
+                        handlers.handlers(runtime.contract, runtime.source))
+        runtime.supervise("deliveries", loop.run)
+        app.state.runtime = runtime
+        app.state.deliveries = loop
+        log.info("service_started", port=settings.port)
+        try:
+            yield
+        finally:
+            app.state.runtime = None
+            await runtime.stop()
+
+    app = FastAPI(title="Relais — notifications", version="1", lifespan=lifespan)
+    prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))
+    app.include_router(api.router)
+    return app

@@ -1,0 +1,1 @@
+"""What to tell whom when a referral is answered: pure functions, no I/O."""

@@ -1,0 +1,150 @@
+"""The answered referral as the notifications service sees it, and the notifications
+it gives rise to. Built from the event data the contract already validated."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+Outcome = Literal["resolved", "appointment_offered", "documents_needed", "refused", "other"]
+CitizenChannel = Literal["email", "sms", "letter", "none"]
+Channel = Literal["email", "sms", "letter", "adviser_screen"]
+RecipientKind = Literal["citizen", "adviser"]
+Status = Literal["pending", "sent", "failed"]
+
+OUTCOMES: tuple[Outcome, ...] = ("resolved", "appointment_offered", "documents_needed", "refused", "other")
+
+# Deterministic ids: the same answer always gives the same delivery ids, whoever
+# computes them and however often.
+_NAMESPACE = uuid.UUID("5b0c1f0e-3d8a-4b4e-9a55-6f6e6f746966")
+
+
+class UnusableAnswer(ValueError):
+    """The answer cannot be turned into notifications (what the schema should have caught)."""
+
+
+@dataclass(frozen=True)
+class PostalAddress:
+    street: str
+    postcode: str
+    city: str
+
+
+@dataclass(frozen=True)
+class Recipient:
+    display_name: str
+    channel: CitizenChannel
+    email: str | None = None
+    phone: str | None = None
+    postal_address: PostalAddress | None = None
+
+
+@dataclass(frozen=True)
+class Appointment:
+    at: datetime
+    place: str
+
+
+@dataclass(frozen=True)
+class Answer:
+    referral_id: uuid.UUID
+    visit_id: uuid.UUID
+    operator: str
+    procedure: str
+    site_id: str
+    adviser_id: str
+    occurred_at: datetime
+    outcome: Outcome
+    message_to_citizen: str
+    message_to_adviser: str
+    recipient: Recipient
+    appointment: Appointment | None = None
+    documents: tuple[str, ...] = ()
+
+    @classmethod
+    def from_event_data(cls, data: dict[str, Any]) -> Answer:
+        try:
+            rcpt = data["recipient"]
+            address = rcpt.get("postal_address")
+            appointment = data.get("appointment")
+            answer = cls(
+                referral_id=uuid.UUID(data["referral_id"]),
+                visit_id=uuid.UUID(data["visit_id"]),
+                operator=data["operator"],
+                procedure=data["procedure"],
+                site_id=data["site_id"],
+                adviser_id=data["adviser_id"],
+                occurred_at=_datetime(data["occurred_at"]),
+                outcome=data["outcome"],
+                message_to_citizen=data["message_to_citizen"],
+                message_to_adviser=data["message_to_adviser"],
+                recipient=Recipient(
+                    display_name=rcpt["display_name"], channel=rcpt["channel"],
+                    email=rcpt.get("email"), phone=rcpt.get("phone"),
+                    postal_address=PostalAddress(**address) if address else None),
+                appointment=(Appointment(_datetime(appointment["at"]), appointment["place"])
+                             if appointment else None),
+                documents=tuple(data.get("documents") or ()),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UnusableAnswer(f"referral.answered data unusable: {exc!r}") from exc
+        answer.check()
+        return answer
+
+    def check(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise UnusableAnswer(f"unknown outcome {self.outcome!r}")
+        if self.outcome == "appointment_offered" and self.appointment is None:
+            raise UnusableAnswer("outcome appointment_offered without an appointment")
+        if self.outcome == "documents_needed" and not self.documents:
+            raise UnusableAnswer("outcome documents_needed without documents")
+        needed = {"email": self.recipient.email, "sms": self.recipient.phone,
+                  "letter": self.recipient.postal_address}
+        if self.recipient.channel in needed and not needed[self.recipient.channel]:
+            raise UnusableAnswer(f"recipient channel {self.recipient.channel} without its contact detail")
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One delivery to make: to the citizen by their channel, or to the adviser's screen.
+
+    `status` is `pending` when a port must still carry it (e-mail, SMS), `sent` when
+    storing it is delivering it (printable letter, adviser's screen). `announce` says
+    whether it is told on the `notifications` topic (the citizen's only)."""
+
+    id: uuid.UUID
+    referral_id: uuid.UUID
+    cause_event_id: str
+    adviser_id: str
+    site_id: str
+    recipient: RecipientKind
+    channel: Channel
+    status: Status
+    body: str
+    subject: str | None = None
+    address: str | None = None
+
+    @property
+    def announce(self) -> bool:
+        return self.recipient == "citizen"
+
+
+def delivery_id(cause_event_id: str, recipient: RecipientKind) -> uuid.UUID:
+    return uuid.uuid5(_NAMESPACE, f"{cause_event_id}/{recipient}")
+
+
+def outcome_event_id(notification_id: uuid.UUID, name: str) -> str:
+    """The `ce_id` of the notification.sent / notification.failed of a delivery."""
+    return str(uuid.uuid5(_NAMESPACE, f"{notification_id}/{name}"))
+
+
+def message_id(notification_id: uuid.UUID, domain: str) -> str:
+    """The e-mail Message-ID: the same for every attempt of one delivery, so that a
+    mail sent twice after a crash is recognisable as the same mail."""
+    return f"<{notification_id}@{domain}>"
+
+
+def _datetime(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))

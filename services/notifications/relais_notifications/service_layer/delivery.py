@@ -1,0 +1,154 @@
+"""The delivery loop: sends the pending e-mails and SMS, at most once per delivery
+as far as PostgreSQL can see.
+
+How exactly-once is approached. An SMTP send cannot join a PostgreSQL transaction,
+so the work is split in two:
+
+1. The consumer's transaction (which also records the `referral.answered` event id)
+   inserts a `deliveries` row, unique on (cause_event_id, recipient), status
+   `pending`. The same event consumed twice never gives a second row.
+2. After that commit, this loop claims a due pending row (`FOR UPDATE SKIP LOCKED`,
+   so several instances share the work without sending a row twice), sends it while
+   holding the lock, and in that same transaction marks the row `sent` and records
+   `notification.sent` in the outbox; or, after a failed attempt, schedules the next
+   one with exponential backoff, and after `max_attempts` (or a permanent refusal)
+   marks it `failed` with the reason and records `notification.failed`.
+
+The remaining window: if the process dies (or the database goes away) after the
+SMTP server accepted the mail and before the transaction marking the row `sent`
+commits, the row is still `pending` when the lock is released, and the mail is sent
+again on restart. It carries the same Message-ID (derived from the delivery id), so
+a mail client or a mail log can tell it is the same message; closing the window
+for good (e.g. asking the relay whether that Message-ID was accepted) is issue #3's
+business. The same holds for an SMS spool write.
+
+The loop wakes on `NOTIFY relais_deliveries` (sent by the consumer's transaction at
+commit), when the next retry is due, and every `poll_s` seconds anyway."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import asyncpg
+import structlog
+
+from relais_kit.contract import Contract
+from relais_kit.envelope import now
+from relais_kit.logs import log
+from relais_notifications.adapters import store
+from relais_notifications.adapters.ports import DeliveryError, Mailer, SmsGateway
+from relais_notifications.domain import policy
+from relais_notifications.service_layer import events
+
+
+class DeliveryLoop:
+    def __init__(self, *, pool: asyncpg.Pool, contract: Contract, source: str, mailer: Mailer,
+                 sms: SmsGateway, max_attempts: int = 5, retry_base_s: float = 30.0,
+                 retry_max_s: float = 3600.0, poll_s: float = 2.0, workers: int = 4) -> None:
+        self._pool = pool
+        self._contract = contract
+        self._source = source
+        self._mailer = mailer
+        self._sms = sms
+        self._max_attempts = max_attempts
+        self._retry_base = retry_base_s
+        self._retry_max = retry_max_s
+        self._poll = poll_s
+        self._workers = workers
+        self._wake = asyncio.Event()
+        self.sent = 0
+        self.failed = 0
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        async with self._pool.acquire() as listener:
+            await listener.add_listener(store.WAKE_CHANNEL, self._on_notify)
+            try:
+                while True:
+                    self._wake.clear()
+                    await self.drain()
+                    async with self._pool.acquire() as conn:
+                        due_in = await store.seconds_until_next_due(conn)
+                    # A row due now but locked elsewhere is not worth a busy loop.
+                    wait = self._poll if due_in is None else min(self._poll, max(due_in, 0.05))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), wait)
+            finally:
+                if not listener.is_closed():
+                    await listener.remove_listener(store.WAKE_CHANNEL, self._on_notify)
+
+    async def drain(self) -> None:
+        """Sends every delivery due now, with `workers` sends in flight at most."""
+        await asyncio.gather(*(self._drain_one_worker() for _ in range(self._workers)))
+
+    async def _drain_one_worker(self) -> None:
+        while await self.deliver_one():
+            pass
+
+    async def deliver_one(self) -> bool:
+        """Claims, sends and settles one due delivery; False when none is due."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            pending = await store.claim_due(conn)
+            if pending is None:
+                return False
+            structlog.contextvars.bind_contextvars(referral_id=str(pending.referral_id),
+                                                   delivery_id=str(pending.id))
+            try:
+                await self._settle(conn, pending)
+            finally:
+                structlog.contextvars.unbind_contextvars("referral_id", "delivery_id")
+        return True
+
+    async def _settle(self, conn: asyncpg.Connection, pending: store.PendingDelivery) -> None:
+        attempts = pending.attempts + 1
+        try:
+            await self._send(pending)
+        except DeliveryError as exc:
+            await self._failed_attempt(conn, pending, attempts, exc)
+            return
+        at = now()
+        await store.mark_sent(conn, pending.id, attempts, at)
+        if pending.recipient == "citizen":
+            await events.record_sent(conn, self._contract, self._source, notification_id=pending.id,
+                                     referral_id=pending.referral_id,
+                                     cause_event_id=pending.cause_event_id, channel=pending.channel, at=at)
+        self.sent += 1
+        log.info("delivery_sent", channel=pending.channel, attempts=attempts)
+
+    async def _failed_attempt(self, conn: asyncpg.Connection, pending: store.PendingDelivery,
+                              attempts: int, exc: DeliveryError) -> None:
+        at = now()
+        if not policy.gives_up(attempts, self._max_attempts, permanent=exc.permanent):
+            next_at = at + policy.backoff(attempts, self._retry_base, self._retry_max)
+            await store.mark_retry(conn, pending.id, attempts, next_at, exc.reason)
+            log.warning("delivery_retry", channel=pending.channel, attempts=attempts,
+                        reason=exc.reason, next_attempt_at=next_at.isoformat())
+            return
+        await store.mark_failed(conn, pending.id, attempts, at, exc.reason)
+        if pending.recipient == "citizen":
+            await events.record_failed(conn, self._contract, self._source, notification_id=pending.id,
+                                       referral_id=pending.referral_id,
+                                       cause_event_id=pending.cause_event_id, channel=pending.channel,
+                                       at=at, reason=exc.reason)
+        self.failed += 1
+        log.error("delivery_failed", channel=pending.channel, attempts=attempts, reason=exc.reason)
+
+    async def _send(self, pending: store.PendingDelivery) -> None:
+        if pending.address is None:
+            raise DeliveryError("aucune adresse pour ce canal", permanent=True)
+        try:
+            if pending.channel == "email":
+                await self._mailer.send(notification_id=pending.id, to=pending.address,
+                                        subject=pending.subject or "France Services", body=pending.body)
+            elif pending.channel == "sms":
+                await self._sms.send(notification_id=pending.id, to=pending.address, text=pending.body)
+            else:
+                raise DeliveryError(f"canal {pending.channel} sans envoi", permanent=True)
+        except DeliveryError:
+            raise
+        except Exception as exc:  # a bug in an adapter must not spin on the same row
+            raise DeliveryError(f"erreur inattendue à l'envoi ({type(exc).__name__})") from exc

@@ -1,0 +1,34 @@
+"""The notifications service's settings, on top of the platform's."""
+
+from __future__ import annotations
+
+from email.utils import parseaddr
+from pathlib import Path
+
+from pydantic import Field
+
+from relais_kit.settings import PlatformSettings
+
+DEFAULT_FROM = "France Services <ne-pas-repondre@france-services.example>"
+
+
+class NotificationsSettings(PlatformSettings):
+    port: int = Field(default=8002, alias="RELAIS_NOTIFICATIONS_PORT")
+    smtp_host: str = Field(default="127.0.0.1", alias="RELAIS_SMTP_HOST")
+    smtp_port: int = Field(default=8025, alias="RELAIS_SMTP_PORT")
+    smtp_timeout_s: float = Field(default=30.0, gt=0, alias="RELAIS_SMTP_TIMEOUT_S")
+    mail_from: str = Field(default=DEFAULT_FROM, alias="RELAIS_MAIL_FROM")
+    sms_spool: Path = Field(default=Path(".data/sms"), alias="RELAIS_SMS_SPOOL")
+    # Delivery loop: attempts before a delivery fails for good, exponential backoff
+    # between them (base, doubled each time, capped), idle poll between wake-ups.
+    max_attempts: int = Field(default=5, ge=1, alias="RELAIS_NOTIFICATIONS_MAX_ATTEMPTS")
+    retry_base_s: float = Field(default=30.0, gt=0, alias="RELAIS_NOTIFICATIONS_RETRY_BASE_S")
+    retry_max_s: float = Field(default=3600.0, gt=0, alias="RELAIS_NOTIFICATIONS_RETRY_MAX_S")
+    poll_s: float = Field(default=2.0, gt=0, alias="RELAIS_NOTIFICATIONS_POLL_S")
+    delivery_workers: int = Field(default=4, ge=1, alias="RELAIS_NOTIFICATIONS_WORKERS")
+
+    @property
+    def mail_domain(self) -> str:
+        """The domain of the sender address, used on the right of every Message-ID."""
+        _, address = parseaddr(self.mail_from)
+        return address.rpartition("@")[2] or "france-services.example"
