@@ -16,7 +16,7 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 run: install
-	$(BIN)/python deploy/local/run.py
+	$(BIN)/python -m deploy.local.run
 
 test: install lint typecheck
 	$(BIN)/pytest -q

@@ -25,7 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from deploy.local.platform import LocalPlatform  # noqa: E402
+from deploy.local.launcher import LocalPlatform  # noqa: E402
 
 OPERATORS = {"caf": "caf.prime-activite", "ants": "ants.carte-grise.changement-adresse",
              "dgfip": "dgfip.declaration-revenus"}

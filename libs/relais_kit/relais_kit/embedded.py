@@ -65,4 +65,5 @@ def start_postgres(data_dir: Path, *, fresh: bool = False) -> tuple[Any, str]:
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(str(data_dir), cleanup_mode="stop")
-    return server, f"postgresql://postgres@/postgres?host={data_dir}"
+    # pgserver moves the socket elsewhere when the folder's path is too long for one.
+    return server, server.get_uri()

@@ -5,6 +5,7 @@ once the broker has acknowledged every record of the batch."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -77,8 +78,11 @@ class OutboxRelay:
                             pass
                         self._wake.clear()
             finally:
-                await conn.remove_listener(CHANNEL, self._on_notify)
-                await conn.execute("SELECT pg_advisory_unlock_all()")
+                # After a database restart the connection is gone, and so are its
+                # listener and lock: nothing to undo, and the real error matters more.
+                with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+                    await conn.remove_listener(CHANNEL, self._on_notify)
+                    await conn.execute("SELECT pg_advisory_unlock_all()")
 
     async def publish_pending(self, conn: asyncpg.Connection) -> int:
         rows = await conn.fetch(
