@@ -49,13 +49,20 @@ class OutboxRelay:
         self._batch = batch_size
         self._idle = idle_poll_s
         self._wake = asyncio.Event()
+        self._stopping = False
         self.published = 0
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
 
+    def request_stop(self) -> None:
+        """Finish the batch in flight, then return: a batch cut in the middle would be
+        published again by the next relay."""
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self._run_once_connected()
             except asyncio.CancelledError:
@@ -69,7 +76,7 @@ class OutboxRelay:
             await conn.execute("SELECT pg_advisory_lock(hashtext(current_schema() || '.outbox'))")
             await conn.add_listener(CHANNEL, self._on_notify)
             try:
-                while True:
+                while not self._stopping:
                     sent = await self.publish_pending(conn)
                     if sent < self._batch:
                         try:

@@ -68,6 +68,10 @@ class Runtime:
         return consumer
 
     async def stop(self, timeout: float = 10.0) -> None:
+        self.relay.request_stop()
+        relay = self.loops.get("outbox-relay")
+        if relay is not None:
+            await asyncio.wait([relay], timeout=timeout / 2)
         for task in self.loops.values():
             task.cancel()
         if self.loops:
