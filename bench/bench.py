@@ -46,7 +46,7 @@ class Arrivals:
         topics = ["referrals", "notifications", *[f"operator.{o}.inbox" for o in OPERATORS]]
         self._consumer = AIOKafkaConsumer(
             *topics, bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="latest", enable_auto_commit=False,
+            auto_offset_reset="latest", enable_auto_commit=False, fetch_max_wait_ms=25,
             session_timeout_ms=10000, heartbeat_interval_ms=1000)
         self.inbox: dict[str, float] = {}
         self.answered: dict[str, float] = {}

@@ -544,7 +544,9 @@ class Simulator:
             bootstrap_servers=self.settings.bootstrap, group_id=self.group(code),
             client_id=f"relais-operator-simulator-{code}", enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=10000, heartbeat_interval_ms=1000,
-            rebalance_timeout_ms=10000, max_poll_interval_ms=300000)
+            rebalance_timeout_ms=10000, max_poll_interval_ms=300000,
+            # The embedded broker holds a fetch this long even when records arrive.
+            fetch_max_wait_ms=25)
 
     async def _shutdown(self, loops: list[asyncio.Task[None]]) -> None:
         log.info("simulator_stopping", in_flight=len(self.tasks))

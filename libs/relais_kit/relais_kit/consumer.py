@@ -90,15 +90,20 @@ class EventConsumer:
     async def _poll_forever(self) -> None:
         while True:
             batches = await self._consumer.getmany(timeout_ms=500, max_records=self._batch)
-            for tp, records in batches.items():
-                for record in records:
-                    await self._handle_until_done(record)
-                try:
-                    await self._consumer.commit({tp: records[-1].offset + 1})
-                except (CommitFailedError, IllegalStateError) as exc:
-                    # Partition moved to another member: it will see these records
-                    # again and drop them as duplicates.
-                    log.warning("commit_skipped", consumer=self.name, error=repr(exc))
+            if not batches:
+                continue
+            # Partitions in parallel, each in order: one referral's events stay in order.
+            await asyncio.gather(*(self._handle_in_order(records) for records in batches.values()))
+            try:
+                await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+            except (CommitFailedError, IllegalStateError) as exc:
+                # Partition moved to another member: it will see these records
+                # again and drop them as duplicates.
+                log.warning("commit_skipped", consumer=self.name, error=repr(exc))
+
+    async def _handle_in_order(self, records: list[ConsumerRecord]) -> None:
+        for record in records:
+            await self._handle_until_done(record)
 
     async def _handle_until_done(self, record: ConsumerRecord) -> None:
         delay = 0.2

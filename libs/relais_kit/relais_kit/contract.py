@@ -9,7 +9,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
+import jsonschema_rs
 
 from relais_kit.envelope import CloudEvent, InvalidEvent, event_type
 
@@ -21,15 +21,15 @@ class ContractViolation(InvalidEvent):
 
 class Contract:
     def __init__(self, schemas_dir: Path) -> None:
-        self._validators: dict[str, Draft202012Validator] = {}
+        # jsonschema-rs: the same draft 2020-12 semantics as any validator an operator
+        # uses, a hundred times faster than pure Python on the hot path.
+        self._validators: dict[str, jsonschema_rs.Draft202012Validator] = {}
         self._ids: dict[str, str] = {}
         for path in sorted((schemas_dir / "events").glob("*.v*.json")):
             schema = json.loads(path.read_text())
             name, major = path.name.removesuffix(".json").rsplit(".v", 1)
             type_ = event_type(name, int(major))
-            self._validators[type_] = Draft202012Validator(
-                schema, format_checker=Draft202012Validator.FORMAT_CHECKER
-            )
+            self._validators[type_] = jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
             self._ids[type_] = schema["$id"]
         if not self._validators:
             raise RuntimeError(f"no event schema found under {schemas_dir / 'events'}")
@@ -49,7 +49,9 @@ class Contract:
         validator = self._validators.get(type_)
         if validator is None:
             raise ContractViolation(f"unknown event type {type_!r}", "unknown_event_type")
-        errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        if validator.is_valid(data):
+            return
+        errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.instance_path])
         if errors:
             raise ContractViolation("; ".join(_describe(e) for e in errors[:3]))
 
@@ -66,17 +68,20 @@ class Contract:
         return replace(event, id=id) if id else event
 
 
+_SAFE_DETAILS = ("format", "pattern", "types", "limit", "options")
+
+
 def _describe(error: Any) -> str:
     """Names the field and the rule it breaks, never the value: the value may be a
     citizen's name or address, and reasons end up in logs and dead-letter headers."""
-    where = ".".join(str(p) for p in error.absolute_path)
+    where = ".".join(str(p) for p in error.instance_path)
     field = f"data.{where}" if where else "data"
-    if error.validator in ("required", "additionalProperties", "dependentRequired"):
+    kind = error.kind
+    if kind.name in ("required", "additionalProperties", "unevaluatedProperties"):
         return f"{field}: {error.message}"  # names properties, not values
-    rule = error.validator_value
-    shown = rule if isinstance(rule, int | float | bool | str) else type(rule).__name__
-    shown = f"{shown[:60]}…" if isinstance(shown, str) and len(shown) > 60 else shown
-    return f"{field}: fails {error.validator} {shown!r}"
+    details = {k: v for k, v in kind.as_dict().items() if k in _SAFE_DETAILS}
+    shown = " ".join(repr(v)[:80] for v in details.values())
+    return f"{field}: fails {kind.name}{' ' + shown if shown else ''}"
 
 
 @cache

@@ -25,8 +25,7 @@ async def record(conn: asyncpg.Connection, topic: str, event: CloudEvent) -> Non
         " dataschema, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         topic, event.record_key, event.id, event.type, event.subject, event.time,
         event.dataschema, json.dumps(event.data, ensure_ascii=False),
-    )
-    await conn.execute(f"NOTIFY {CHANNEL}")
+    )  # a statement trigger wakes the relay (NOTIFY) when the transaction commits
 
 
 def _event_of(row: asyncpg.Record, source: str) -> CloudEvent:
@@ -74,7 +73,8 @@ class OutboxRelay:
     async def _run_once_connected(self) -> None:
         async with self._pool.acquire() as conn:
             await conn.execute("SELECT pg_advisory_lock(hashtext(current_schema() || '.outbox'))")
-            await conn.add_listener(CHANNEL, self._on_notify)
+            channel = f"{CHANNEL}_{await conn.fetchval('SELECT current_schema()')}"
+            await conn.add_listener(channel, self._on_notify)
             try:
                 while not self._stopping:
                     sent = await self.publish_pending(conn)
@@ -88,7 +88,7 @@ class OutboxRelay:
                 # After a database restart the connection is gone, and so are its
                 # listener and lock: nothing to undo, and the real error matters more.
                 with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
-                    await conn.remove_listener(CHANNEL, self._on_notify)
+                    await conn.remove_listener(channel, self._on_notify)
                     await conn.execute("SELECT pg_advisory_unlock_all()")
 
     async def publish_pending(self, conn: asyncpg.Connection) -> int:
