@@ -4,11 +4,10 @@ the adviser's screen out, one `notification.*` per answer on `notifications`."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -31,6 +30,7 @@ from relais_kit.settings import REPO_ROOT
 from relais_notifications.adapters.sms import SpoolSmsGateway
 from relais_notifications.app import create_app
 from relais_notifications.domain.model import delivery_id
+from tests.support import eventually
 
 SECRET = "test-secret-for-the-notifications-service"
 GROUP = "relais-notifications"
@@ -42,18 +42,6 @@ contract: Contract = load_contract(REPO_ROOT / "schemas")
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-async def eventually(check: Callable[[], Awaitable[T | None]], what: str, within_s: float = 45.0) -> T:
-    """Polls `check` until it returns something truthy, or fails after `within_s`."""
-    deadline = time.monotonic() + within_s
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
 
 def answered_data(*, channel: str = "email", outcome: str = "appointment_offered",
                   referral_id: str | None = None, adviser_id: str = "adv-agen-0142") -> dict[str, Any]:
@@ -227,9 +215,9 @@ async def test_email_sent_once_announced_once_and_listed(
         # The same event twice (a redelivery), and a lifecycle event the service ignores.
         sent = await produce(svc.bootstrap, routed, event, event)
 
-        mails = await eventually(lambda: _async(svc.mails_to(address)), "the citizen's mail")
-        await eventually(lambda: consumed_past(svc.bootstrap, *sent), "the duplicate to be consumed")
-        await eventually(svc.all_published, "the outbox to be published")
+        mails = await eventually(lambda: _async(svc.mails_to(address)), timeout=45.0, what="the citizen's mail")
+        await eventually(lambda: consumed_past(svc.bootstrap, *sent), timeout=45.0, what="the duplicate to be consumed")
+        await eventually(svc.all_published, timeout=45.0, what="the outbox to be published")
 
         # Exactly one mail, in French, with a Message-ID derived from the delivery id.
         mails = svc.mails_to(address)
@@ -318,12 +306,13 @@ async def test_sms_letter_and_none(
         by_letter = answered_event(answered_data(channel="letter", outcome="resolved"))
         no_channel = answered_event(answered_data(channel="none"))
         sent = await produce(svc.bootstrap, by_sms, by_letter, no_channel)
-        await eventually(lambda: consumed_past(svc.bootstrap, *sent), "the three answers to be consumed")
+        await eventually(lambda: consumed_past(svc.bootstrap, *sent), timeout=45.0,
+                         what="the three answers to be consumed")
 
         # SMS: one line in the spool, short, with the appointment.
         sms_id = str(delivery_id(by_sms.id, "citizen"))
         spooled = await eventually(lambda: _async([s for s in svc.sms.read() if s["id"] == sms_id]),
-                                   "the SMS in the spool")
+                                   timeout=45.0, what="the SMS in the spool")
         assert len(spooled) == 1
         assert spooled[0]["to"] == "+33612345678"
         assert len(spooled[0]["text"]) <= 160
@@ -347,8 +336,8 @@ async def test_sms_letter_and_none(
         none_rows = await svc.deliveries(no_channel.subject)
         assert [(r["recipient"], r["channel"]) for r in none_rows] == [("adviser", "adviser_screen")]
 
-        await eventually(lambda: _sms_settled(svc, by_sms.subject), "the SMS delivery to be marked")
-        await eventually(svc.all_published, "the outbox to be published")
+        await eventually(lambda: _sms_settled(svc, by_sms.subject), timeout=45.0, what="the SMS delivery to be marked")
+        await eventually(svc.all_published, timeout=45.0, what="the outbox to be published")
         keys = {by_sms.subject, by_letter.subject, no_channel.subject}
         records = await read_topic(svc.bootstrap, "notifications",
                                    lambda rs: sum(r.key.decode() in keys for r in rs) >= 2)
@@ -374,7 +363,7 @@ async def test_smtp_down_retries_then_fails(
             rows = await svc.deliveries(referral_id)
             return rows[0] if rows and rows[0]["status"] == "failed" else None
 
-        row = await eventually(failed, "the delivery to fail")
+        row = await eventually(failed, timeout=45.0, what="the delivery to fail")
         assert row["attempts"] == 3
         assert "serveur de messagerie injoignable" in row["reason"]
         assert row["sent_at"] is None and row["failed_at"] is not None
