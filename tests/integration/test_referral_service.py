@@ -14,66 +14,21 @@ import pytest_asyncio
 from relais_kit.contract import load_contract
 from relais_kit.envelope import event_type
 from relais_kit.settings import REPO_ROOT
-from relais_referral.app import create_app
-from relais_referral.settings import ReferralSettings
+from tests.referral_app import REFERRAL, VISIT, refer, referral_api, status_is
 from tests.support import TopicReader, eventually, headers, of_type, produce, produce_raw
 
 CONTRACT = load_contract(REPO_ROOT / "schemas")
-SITE = {
-    "site_id": "agen-leon-blum-poste", "name": "France Services — Agen Léon Blum", "kind": "post_office",
-    "address": {"street": "Avenue Léon Blum", "postcode": "47000", "city": "Agen"}, "department": "47",
-    "operators": ["la-poste", "caf", "ants", "dgfip", "cnam", "france-travail"],
-    "schedule": [], "updated_at": "2026-11-20T09:00:00+01:00",
-}
-VISIT = {"site_id": "agen-leon-blum-poste", "channel": "in_person",
-         "citizen": {"given_name": "Michel", "family_name": "Cordier", "birth_date": "1963-04-02",
-                     "contact": {"channel": "email", "email": "michel.cordier@example.org"}}}
-REFERRAL = {"operator": "caf", "procedure": "caf.prime-activite",
-            "summary": "Le montant de la prime d'activité a baissé sans explication.",
-            "consent": {"given": True}}
-
-
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def api(module_database_url: str, kafka_bootstrap: str) -> AsyncIterator[httpx.AsyncClient]:
-    """One referral service for the module, as in production: tests use their own referrals."""
-    settings = ReferralSettings(DATABASE_URL=module_database_url, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://referral") as client:
-            await produce(kafka_bootstrap, "sites", "site.upserted", SITE, subject=SITE["site_id"])
-            response = await client.post("/api/v1/auth/token",
-                                         data={"username": "demo-adviser", "password": "demo"})
-            client.headers["Authorization"] = f"Bearer {response.json()['access_token']}"
-            await eventually(lambda: _site_known(client), what="the site to reach the referral service")
-            yield client
-
-
-async def _site_known(client: httpx.AsyncClient) -> bool:
-    response = await client.post("/api/v1/visits", json=VISIT)
-    return response.status_code == 201
-
-
-async def _refer(client: httpx.AsyncClient, **overrides) -> str:
-    visit = await client.post("/api/v1/visits", json=VISIT)
-    assert visit.status_code == 201, visit.text
-    response = await client.post(f"/api/v1/visits/{visit.json()['visit_id']}/referrals",
-                                 json={**REFERRAL, **overrides})
-    assert response.status_code == 201, response.text
-    assert response.json()["status"] == "requested"
-    return response.json()["referral_id"]
-
-
-async def _status(client: httpx.AsyncClient, referral_id: str, wanted: str) -> dict | None:
-    body = (await client.get(f"/api/v1/referrals/{referral_id}")).json()
-    return body if body["status"] == wanted else None
+    async with referral_api(module_database_url, kafka_bootstrap) as client:
+        yield client
 
 
 async def test_a_referral_is_routed_to_the_operator_inbox_with_only_what_it_needs(api, kafka_bootstrap):
-    referral_id = await _refer(api)
+    referral_id = await refer(api)
     async with TopicReader(kafka_bootstrap, "operator.caf.inbox", "referrals") as reader:
         await reader.until(lambda rs: any(r.key == referral_id.encode() and r.topic == "operator.caf.inbox"
                                           for r in rs), what="the routed referral in the CAF inbox")
@@ -88,14 +43,14 @@ async def test_a_referral_is_routed_to_the_operator_inbox_with_only_what_it_need
     CONTRACT.check(h["ce_type"], data)
     assert data["citizen"] == {"given_name": "Michel", "family_name": "Cordier", "birth_date": "1963-04-02"}
     assert data["site"]["city"] == "Agen" and data["adviser"]["display_name"] == "Sophie Conseillère"
-    body = await eventually(lambda: _status(api, referral_id, "routed"), what="routed")
+    body = await eventually(lambda: status_is(api, referral_id, "routed"), what="routed")
     assert [e["event"] for e in body["timeline"]] == ["requested", "routed"]
     assert body["due_at"] is not None
 
 
 async def test_operator_replies_move_the_referral_to_answered(api, kafka_bootstrap):
-    referral_id = await _refer(api)
-    await eventually(lambda: _status(api, referral_id, "routed"), what="routed")
+    referral_id = await refer(api)
+    await eventually(lambda: status_is(api, referral_id, "routed"), what="routed")
     await produce(kafka_bootstrap, "operator.caf.outbox", "operator.acknowledged",
                   {"referral_id": referral_id, "acknowledged_at": "2026-11-20T10:00:00+01:00"},
                   subject=referral_id, source="/operators/caf")
@@ -107,7 +62,7 @@ async def test_operator_replies_move_the_referral_to_answered(api, kafka_bootstr
     # The same answer delivered twice is applied once.
     await produce(kafka_bootstrap, "operator.caf.outbox", "operator.answered", answer,
                   subject=referral_id, source="/operators/caf", event_id=event.id)
-    body = await eventually(lambda: _status(api, referral_id, "answered"), what="answered")
+    body = await eventually(lambda: status_is(api, referral_id, "answered"), what="answered")
     assert [e["event"] for e in body["timeline"]] == ["requested", "routed", "acknowledged", "answered"]
     async with TopicReader(kafka_bootstrap, "referrals") as reader:
         records = await reader.until(lambda rs: len([r for r in of_type(rs, "referral.answered")
@@ -121,8 +76,8 @@ async def test_operator_replies_move_the_referral_to_answered(api, kafka_bootstr
 
 
 async def test_refused_replies_go_to_the_dead_letter_topic(api, kafka_bootstrap):
-    referral_id = await _refer(api)
-    await eventually(lambda: _status(api, referral_id, "routed"), what="routed")
+    referral_id = await refer(api)
+    await eventually(lambda: status_is(api, referral_id, "routed"), what="routed")
     stranger = str(uuid.uuid4())
     ack = {"referral_id": referral_id, "acknowledged_at": "2026-11-20T10:00:00+01:00"}
     await produce(kafka_bootstrap, "operator.ants.outbox", "operator.acknowledged", ack, subject=referral_id)
@@ -152,7 +107,7 @@ async def test_refused_replies_go_to_the_dead_letter_topic(api, kafka_bootstrap)
     assert "current status is acknowledged" in headers(forbidden)["dlq_reason"]
     bad = next(r for r in records if headers(r)["dlq_error"] == "invalid_json")
     assert bad.value == b"{not json"  # untouched
-    assert (await _status(api, referral_id, "acknowledged")) is not None
+    assert (await status_is(api, referral_id, "acknowledged")) is not None
 
 
 async def test_invalid_requests_name_the_field(api):
@@ -180,7 +135,7 @@ async def test_sign_in_and_access_rules(api):
     assert wrong.status_code == 401
     anonymous = await api.get(f"/api/v1/referrals/{uuid.uuid4()}", headers={"Authorization": ""})
     assert anonymous.status_code == 401
-    referral_id = await _refer(api)
+    referral_id = await refer(api)
     other = await api.post("/api/v1/auth/token", data={"username": "demo-adviser-martignas", "password": "demo"})
     response = await api.get(f"/api/v1/referrals/{referral_id}",
                              headers={"Authorization": f"Bearer {other.json()['access_token']}"})

@@ -18,6 +18,7 @@ from relais_referral.entrypoints import consumers
 from relais_referral.entrypoints.api import router
 from relais_referral.service_layer.accounts import seed_demo_accounts
 from relais_referral.service_layer.context import Context
+from relais_referral.service_layer.overdue import overdue_watch
 from relais_referral.settings import ReferralSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -42,6 +43,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         runtime.consume("relais-referral-notifications", ["notifications"],
                         consumers.notification_handlers())
         runtime.consume("relais-referral-sites", ["sites"], consumers.site_handlers(), from_beginning=True)
+        runtime.supervise("overdue-watch", overdue_watch(runtime.pool, ctx, settings.overdue_check_s))
         log.info("referral_service_started", port=settings.port)
         try:
             yield

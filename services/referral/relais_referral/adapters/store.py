@@ -54,6 +54,7 @@ def _referral(row: asyncpg.Record) -> Referral:
         consent_given_at=row["consent_given_at"], requested_at=row["requested_at"],
         status=Status(row["status"]), due_at=row["due_at"],
         supersedes_referral_id=str(row["supersedes_referral_id"]) if row["supersedes_referral_id"] else None,
+        overdue_at=row["overdue_at"],
     )
 
 
@@ -76,6 +77,26 @@ async def save_status(conn: Conn, r: Referral) -> None:
     await conn.execute(
         "UPDATE referrals SET status = $2, due_at = $3, updated_at = now() WHERE referral_id = $1",
         r.referral_id, r.status.value, r.due_at)
+
+
+async def close(conn: Conn, r: Referral, outcome: str) -> None:
+    await conn.execute(
+        "UPDATE referrals SET status = $2, closed_outcome = $3, updated_at = now() WHERE referral_id = $1",
+        r.referral_id, r.status.value, outcome)
+
+
+async def claim_overdue(conn: Conn, at: datetime, limit: int) -> list[Referral]:
+    """Referrals past their due time without an answer, not yet flagged; locked until
+    the caller's transaction ends, skipped by any other instance meanwhile."""
+    rows = await conn.fetch(
+        "SELECT * FROM referrals WHERE overdue_at IS NULL AND due_at < $1"
+        " AND status IN ('routed', 'acknowledged', 'info_requested')"
+        " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED", at, limit)
+    return [_referral(r) for r in rows]
+
+
+async def flag_overdue(conn: Conn, referral_id: str, at: datetime) -> None:
+    await conn.execute("UPDATE referrals SET overdue_at = $2 WHERE referral_id = $1", referral_id, at)
 
 
 async def add_to_timeline(conn: Conn, referral_id: str, event: str, status: Status | None,

@@ -85,3 +85,19 @@ def recipient(citizen: Citizen) -> dict[str, Any]:
     elif citizen.contact_channel == "letter" and citizen.postal_address:
         data["postal_address"] = vars(citizen.postal_address)
     return data
+
+
+def info_provided_to_inbox(referral: Referral, at: datetime, message: str) -> dict[str, Any]:
+    return {"referral_id": referral.referral_id, "operator": referral.operator,
+            "provided_at": _time(at), "message": message}
+
+
+def cancelled_to_inbox(referral: Referral, at: datetime, reason: str | None) -> dict[str, Any]:
+    data = {"referral_id": referral.referral_id, "operator": referral.operator, "cancelled_at": _time(at)}
+    return {**data, "reason": reason} if reason else data
+
+
+def reminder(referral: Referral, at: datetime) -> dict[str, Any]:
+    assert referral.due_at is not None
+    return {"referral_id": referral.referral_id, "operator": referral.operator,
+            "due_at": _time(referral.due_at), "overdue_since": _time(at)}

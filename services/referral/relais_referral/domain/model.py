@@ -69,6 +69,7 @@ class Referral:
     status: Status = Status.REQUESTED
     due_at: datetime | None = None
     supersedes_referral_id: str | None = None
+    overdue_at: datetime | None = None
 
     def move(self, move: Move, actor: Actor) -> Referral:
         return replace(self, status=next_status(self.status, move, actor))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
@@ -12,18 +13,22 @@ from fastapi.security import OAuth2PasswordRequestForm
 from relais_kit.auth import User, current_user, issue_token
 from relais_kit.envelope import now
 from relais_referral.adapters import store
-from relais_referral.domain.model import Citizen, PostalAddress
+from relais_referral.domain.model import Citizen, PostalAddress, Referral
 from relais_referral.entrypoints.schemas import (
+    CancelIn,
+    CloseIn,
+    InfoIn,
     ReferralCreated,
     ReferralIn,
     ReferralOut,
+    RerouteIn,
     Token,
     VisitIn,
     VisitOut,
 )
-from relais_referral.service_layer import accounts, referrals, visits
+from relais_referral.service_layer import accounts, follow_up, referrals, visits
 from relais_referral.service_layer.context import Context
-from relais_referral.service_layer.errors import NotAllowed, NotFound
+from relais_referral.service_layer.errors import Conflict, NotAllowed, NotFound
 
 router = APIRouter(prefix="/api/v1")
 Adviser = Annotated[User, Depends(current_user)]
@@ -95,6 +100,8 @@ async def get_referral(request: Request, referral_id: UUID, user: Adviser) -> Re
         referral_id=UUID(referral.referral_id), visit_id=UUID(referral.visit_id),
         operator=referral.operator, procedure=referral.procedure, site_id=referral.site_id,
         status=referral.status.value, requested_at=referral.requested_at, due_at=referral.due_at,
+        overdue=referral.overdue_at is not None,
+        supersedes_referral_id=UUID(referral.supersedes_referral_id) if referral.supersedes_referral_id else None,
         timeline=entries)  # type: ignore[arg-type]
 
 
@@ -105,3 +112,46 @@ def _may_see(user: User, site_id: str, site: object) -> bool:
         return True
     parent = getattr(site, "parent_site_id", None)
     return user.site_id in (site_id, parent)
+
+
+CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "The referral's current status does not allow this"}}
+
+
+async def _follow_up(request: Request, action: Callable[..., Awaitable[Referral]], *args: object) -> ReferralCreated:
+    try:
+        async with _pool(request).acquire() as conn, conn.transaction():
+            referral = await action(conn, _context(request), *args)
+    except Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc),
+                            headers={"X-Referral-Status": exc.status}) from exc
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except NotAllowed as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    return ReferralCreated(referral_id=UUID(referral.referral_id), status=referral.status.value)
+
+
+@router.post("/referrals/{referral_id}/info", response_model=ReferralCreated, tags=["referrals"],
+             responses=CONFLICT, summary="Give the operator the information it asked for")
+async def provide_info(request: Request, referral_id: UUID, body: InfoIn, user: Adviser) -> ReferralCreated:
+    return await _follow_up(request, follow_up.provide_info, user, str(referral_id), body.message)
+
+
+@router.post("/referrals/{referral_id}/cancel", response_model=ReferralCreated, tags=["referrals"],
+             responses=CONFLICT, summary="Cancel: the citizen withdrew")
+async def cancel(request: Request, referral_id: UUID, body: CancelIn, user: Adviser) -> ReferralCreated:
+    return await _follow_up(request, follow_up.cancel, user, str(referral_id), body.reason)
+
+
+@router.post("/referrals/{referral_id}/close", response_model=ReferralCreated, tags=["referrals"],
+             responses=CONFLICT, summary="Close the loop with an outcome (after an answer or a rejection)")
+async def close(request: Request, referral_id: UUID, body: CloseIn, user: Adviser) -> ReferralCreated:
+    return await _follow_up(request, follow_up.close, user, str(referral_id), body.outcome.value)
+
+
+@router.post("/referrals/{referral_id}/reroute", status_code=201, response_model=ReferralCreated,
+             tags=["referrals"], responses=CONFLICT,
+             summary="Re-route a rejected referral: a new referral to another operator, linked to this one")
+async def reroute(request: Request, referral_id: UUID, body: RerouteIn, user: Adviser) -> ReferralCreated:
+    return await _follow_up(request, follow_up.reroute, user, str(referral_id), body.operator, body.procedure,
+                            body.summary, body.consent.given_at or now())

@@ -81,6 +81,33 @@ class ReferralIn(Strict):
     consent: ConsentIn
 
 
+class InfoIn(Strict):
+    message: str = Field(min_length=1, max_length=4000, description="The information the operator asked for.")
+
+
+class CancelIn(Strict):
+    reason: str | None = Field(None, max_length=500, examples=["La personne a renoncé à sa demande."])
+
+
+class CloseOutcome(StrEnum):
+    RESOLVED = "resolved"
+    PARTIALLY_RESOLVED = "partially_resolved"
+    NOT_RESOLVED = "not_resolved"
+    CITIZEN_UNREACHABLE = "citizen_unreachable"
+
+
+class CloseIn(Strict):
+    outcome: CloseOutcome
+
+
+class RerouteIn(Strict):
+    operator: str = Field(min_length=2, max_length=40, examples=["caf"])
+    procedure: str = Field(min_length=3, max_length=100, examples=["caf.rsa"])
+    summary: str | None = Field(None, min_length=1, max_length=4000,
+                                description="Defaults to the rejected referral's summary.")
+    consent: ConsentIn
+
+
 class ReferralCreated(BaseModel):
     referral_id: UUID
     status: str
@@ -103,6 +130,8 @@ class ReferralOut(BaseModel):
     status: str
     requested_at: datetime
     due_at: datetime | None
+    overdue: bool
+    supersedes_referral_id: UUID | None
     timeline: list[TimelineEntry]
 
 

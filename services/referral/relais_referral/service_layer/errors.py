@@ -12,3 +12,11 @@ class NotFound(Exception):
 
 class NotAllowed(Exception):
     pass
+
+
+class Conflict(Exception):
+    """The referral's status does not allow the move (HTTP 409)."""
+
+    def __init__(self, message: str, status: str) -> None:
+        super().__init__(message)
+        self.status = status

@@ -25,7 +25,7 @@ from relais_referral.service_layer.errors import InvalidField, NotAllowed, NotFo
 
 async def request_referral(conn: asyncpg.Connection, ctx: Context, user: User, visit_id: str,
                            operator: str, procedure: str, summary: str,
-                           consent_given_at: datetime) -> Referral:
+                           consent_given_at: datetime, supersedes: str | None = None) -> Referral:
     visit = await store.get_visit(conn, visit_id)
     if visit is None:
         raise NotFound(f"visit {visit_id} not found")
@@ -41,7 +41,7 @@ async def request_referral(conn: asyncpg.Connection, ctx: Context, user: User, v
     referral = Referral(
         referral_id=str(uuid.uuid4()), visit_id=visit_id, operator=operator, procedure=procedure,
         site_id=visit.site_id, adviser_id=user.user_id, summary=summary,
-        consent_given_at=consent_given_at, requested_at=now())
+        consent_given_at=consent_given_at, requested_at=now(), supersedes_referral_id=supersedes)
     structlog.contextvars.bind_contextvars(referral_id=referral.referral_id)
     await store.add_referral(conn, referral)
     await store.add_to_timeline(conn, referral.referral_id, "requested", referral.status,

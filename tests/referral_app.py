@@ -1,0 +1,67 @@
+"""The referral service started in-process on the real broker and PostgreSQL, with a
+known site and a signed-in demo adviser, for the integration tests of its modules."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+
+from relais_referral.app import create_app
+from relais_referral.settings import ReferralSettings
+from tests.support import eventually, produce
+
+SITE = {
+    "site_id": "agen-leon-blum-poste", "name": "France Services — Agen Léon Blum", "kind": "post_office",
+    "address": {"street": "Avenue Léon Blum", "postcode": "47000", "city": "Agen"}, "department": "47",
+    "operators": ["la-poste", "caf", "ants", "dgfip", "cnam", "france-travail"],
+    "schedule": [], "updated_at": "2026-11-20T09:00:00+01:00",
+}
+VISIT = {"site_id": "agen-leon-blum-poste", "channel": "in_person",
+         "citizen": {"given_name": "Michel", "family_name": "Cordier", "birth_date": "1963-04-02",
+                     "contact": {"channel": "email", "email": "michel.cordier@example.org"}}}
+REFERRAL = {"operator": "caf", "procedure": "caf.prime-activite",
+            "summary": "Le montant de la prime d'activité a baissé sans explication.",
+            "consent": {"given": True}}
+
+
+@asynccontextmanager
+async def referral_api(database_url: str, bootstrap: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """One referral service, as in production: tests use referrals of their own."""
+    app = create_app(ReferralSettings(DATABASE_URL=database_url, KAFKA_BOOTSTRAP_SERVERS=bootstrap, **settings))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://referral") as client:
+            await produce(bootstrap, "sites", "site.upserted", SITE, subject=SITE["site_id"])
+            client.headers["Authorization"] = f"Bearer {await sign_in(client, 'demo-adviser')}"
+            await eventually(lambda: _site_known(client), what="the site to reach the referral service")
+            client.app = app  # type: ignore[attr-defined]
+            yield client
+
+
+async def sign_in(client: httpx.AsyncClient, user: str) -> str:
+    response = await client.post("/api/v1/auth/token", data={"username": user, "password": "demo"})
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+async def _site_known(client: httpx.AsyncClient) -> bool:
+    response = await client.post("/api/v1/visits", json=VISIT)
+    return response.status_code == 201
+
+
+async def refer(client: httpx.AsyncClient, **overrides: Any) -> str:
+    visit = await client.post("/api/v1/visits", json=VISIT)
+    assert visit.status_code == 201, visit.text
+    response = await client.post(f"/api/v1/visits/{visit.json()['visit_id']}/referrals",
+                                 json={**REFERRAL, **overrides})
+    assert response.status_code == 201, response.text
+    assert response.json()["status"] == "requested"
+    return str(response.json()["referral_id"])
+
+
+async def status_is(client: httpx.AsyncClient, referral_id: str, wanted: str) -> dict[str, Any] | None:
+    body: dict[str, Any] = (await client.get(f"/api/v1/referrals/{referral_id}")).json()
+    return body if body["status"] == wanted else None
