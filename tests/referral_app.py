@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from relais_kit.runtime import until_ready
 from relais_referral.app import create_app
 from relais_referral.settings import ReferralSettings
 from tests.support import eventually, produce
@@ -32,6 +33,7 @@ async def referral_api(database_url: str, bootstrap: str, **settings: Any) -> As
     """One referral service, as in production: tests use referrals of their own."""
     app = create_app(ReferralSettings(DATABASE_URL=database_url, KAFKA_BOOTSTRAP_SERVERS=bootstrap, **settings))
     async with app.router.lifespan_context(app):
+        await until_ready(app)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://referral") as client:
             await produce(bootstrap, "sites", "site.upserted", SITE, subject=SITE["site_id"])

@@ -26,6 +26,7 @@ from relais_kit.auth import User, issue_token
 from relais_kit.contract import Contract, load_contract
 from relais_kit.embedded import free_port
 from relais_kit.envelope import CloudEvent, event_type, to_record
+from relais_kit.runtime import until_ready
 from relais_kit.settings import REPO_ROOT
 from relais_notifications.adapters.sms import SpoolSmsGateway
 from relais_notifications.app import create_app
@@ -183,6 +184,7 @@ async def running_service(monkeypatch: pytest.MonkeyPatch, database_url: str, ka
     app = create_app()
     try:
         async with app.router.lifespan_context(app):
+            await until_ready(app)
             db = await asyncpg.connect(database_url)
             transport = httpx.ASGITransport(app=app)
             try:

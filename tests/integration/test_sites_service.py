@@ -18,6 +18,7 @@ from fastapi import FastAPI
 
 from relais_kit.auth import User, issue_token
 from relais_kit.contract import load_contract
+from relais_kit.runtime import until_ready
 from relais_kit.settings import REPO_ROOT
 from relais_sites.app import create_app
 from relais_sites.entrypoints.demo import load_demo_sites
@@ -47,6 +48,7 @@ def env(monkeypatch: pytest.MonkeyPatch, database_url: str, kafka_bootstrap: str
 @asynccontextmanager
 async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     async with app.router.lifespan_context(app):
+        await until_ready(app)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://sites") as client:
             yield client

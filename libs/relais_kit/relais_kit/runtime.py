@@ -5,14 +5,16 @@ that fails is logged and started again; stopping is bounded in time."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter
+from aiokafka.errors import KafkaConnectionError
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
 from relais_kit import kafka
@@ -24,6 +26,7 @@ from relais_kit.outbox import OutboxRelay
 from relais_kit.settings import PlatformSettings
 
 Loop = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 
 
 @dataclass
@@ -44,11 +47,13 @@ class Runtime:
     @classmethod
     async def start(cls, service: str, settings: PlatformSettings, migrations: Path,
                     *, schema: str | None = None) -> Runtime:
+        """Waits for the database and the broker as long as it takes (callers run this
+        in the background: see `serving`)."""
         contract = load_contract(settings.schemas_dir)
-        pool = await create_pool(settings.database_url, schema or service)
+        pool = await _patiently("database", lambda: create_pool(settings.database_url, schema or service))
         await migrate(pool, migrations)
         producer = kafka.producer(settings.kafka_bootstrap_servers)
-        await _start_producer(producer)
+        await _patiently("broker", producer.start)
         relay = OutboxRelay(pool, producer, source=f"/relais/{service}")
         runtime = cls(service, settings, contract, pool, producer, relay)
         runtime.supervise("outbox-relay", relay.run)
@@ -95,16 +100,55 @@ class Runtime:
         return {"status": "ok" if healthy else "degraded", "service": self.service, **checks}
 
 
-async def _start_producer(producer: AIOKafkaProducer) -> None:
+async def _patiently(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
     delay = 0.5
     while True:
         try:
-            await producer.start()
-            return
-        except Exception as exc:
-            log.warning("broker_unreachable", error=repr(exc))
+            return await attempt()
+        except (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                KafkaConnectionError) as exc:
+            log.warning(f"{what}_unreachable", error=repr(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+
+@asynccontextmanager
+async def serving(app: FastAPI, start: Callable[[], Awaitable[Runtime]]) -> AsyncIterator[None]:
+    """A lifespan body: starts the service in the background, so that the HTTP server
+    answers at once (503 until ready) and a stop signal is obeyed even while the
+    database or the broker is still out of reach; stops it, bounded in time."""
+    app.state.ready = asyncio.Event()
+    app.state.runtime = None
+
+    async def start_and_mark() -> Runtime:
+        try:
+            runtime = await start()
+        except Exception as exc:
+            log.error("start_failed", error=repr(exc))
+            app.state.start_error = repr(exc)
+            raise
+        app.state.runtime = runtime
+        app.state.ready.set()
+        log.info("service_started")
+        return runtime
+
+    starting = asyncio.create_task(start_and_mark(), name="start")
+    try:
+        yield
+    finally:
+        runtime = app.state.runtime
+        app.state.runtime = None
+        if runtime is not None:
+            await runtime.stop()
+        else:
+            starting.cancel()
+            await asyncio.wait([starting], timeout=5)
+        log.info("service_stopped")
+
+
+async def until_ready(app: FastAPI, timeout: float = 60.0) -> None:
+    """For tests and tools running an app in-process: wait for its background start."""
+    await asyncio.wait_for(app.state.ready.wait(), timeout)
 
 
 async def _forever(name: str, loop: Loop) -> None:
@@ -128,7 +172,8 @@ def health_router(get_runtime: Callable[[], Runtime | None]) -> APIRouter:
     async def healthz() -> JSONResponse:
         runtime = get_runtime()
         if runtime is None:
-            return JSONResponse({"status": "starting"}, status_code=503)
+            return JSONResponse({"status": "starting", "waiting_for": "the database and the broker"},
+                                status_code=503)
         report = await runtime.health()
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
 

@@ -50,4 +50,12 @@ def prepare_app(app: FastAPI, settings: PlatformSettings,
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(FieldProblem, _field_problem)
     app.include_router(health_router(runtime))
+
+    @app.middleware("http")
+    async def until_started(request: Request, call_next: Callable[[Request], Any]) -> Any:
+        if runtime() is None and request.url.path.startswith("/api/"):
+            return JSONResponse(status_code=503, headers={"Retry-After": "1"},
+                                content={"detail": "starting: waiting for the database and the broker"})
+        return await call_next(request)
+
     return app

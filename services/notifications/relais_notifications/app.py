@@ -9,8 +9,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from relais_kit.logs import configure_logging, log
-from relais_kit.runtime import Runtime
+from relais_kit.logs import configure_logging
+from relais_kit.runtime import Runtime, serving
 from relais_kit.web import prepare_app
 from relais_notifications.adapters.mailer import SmtpMailer
 from relais_notifications.adapters.sms import SpoolSmsGateway
@@ -25,9 +25,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging("notifications", settings.log_level)
+    async def start(app: FastAPI) -> Runtime:
         runtime = await Runtime.start("notifications", settings, MIGRATIONS)
         loop = DeliveryLoop(
             pool=runtime.pool, contract=runtime.contract, source=runtime.source,
@@ -40,14 +38,14 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         runtime.consume(handlers.GROUP, handlers.TOPICS,
                         handlers.handlers(runtime.contract, runtime.source))
         runtime.supervise("deliveries", loop.run)
-        app.state.runtime = runtime
         app.state.deliveries = loop
-        log.info("service_started", port=settings.port)
-        try:
+        return runtime
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging("notifications", settings.log_level)
+        async with serving(app, lambda: start(app)):
             yield
-        finally:
-            app.state.runtime = None
-            await runtime.stop()
 
     app = FastAPI(title="Relais — notifications", version="1", lifespan=lifespan)
     prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from relais_kit.logs import configure_logging, log
-from relais_kit.runtime import Runtime
+from relais_kit.logs import configure_logging
+from relais_kit.runtime import Runtime, serving
 from relais_kit.topics import load_topics
 from relais_kit.web import prepare_app
 from relais_referral.domain.catalogue import load_catalogue
@@ -27,12 +27,10 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     settings = settings or ReferralSettings()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        configure_logging("referral", settings.log_level)
+    async def start(app: FastAPI) -> Runtime:
         runtime = await Runtime.start("referral", settings, MIGRATIONS, schema=settings.db_schema)
         ctx = Context(runtime.contract, load_catalogue())
-        app.state.runtime, app.state.context = runtime, ctx
+        app.state.context = ctx
         if not settings.production:
             async with runtime.pool.acquire() as conn:
                 await seed_demo_accounts(conn)
@@ -44,11 +42,13 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
                         consumers.notification_handlers())
         runtime.consume("relais-referral-sites", ["sites"], consumers.site_handlers(), from_beginning=True)
         runtime.supervise("overdue-watch", overdue_watch(runtime.pool, ctx, settings.overdue_check_s))
-        log.info("referral_service_started", port=settings.port)
-        try:
+        return runtime
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging("referral", settings.log_level)
+        async with serving(app, lambda: start(app)):
             yield
-        finally:
-            await runtime.stop()
 
     app = FastAPI(title="Relais — referral service", version="1.0.0", lifespan=lifespan,
                   description="Visits and referrals of France Services advisers, routed to operators.")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from relais_kit.logs import configure_logging, log
-from relais_kit.runtime import Runtime
+from relais_kit.logs import configure_logging
+from relais_kit.runtime import Runtime, serving
 from relais_kit.web import prepare_app
 from relais_sites.entrypoints import api
 from relais_sites.entrypoints.demo import seed_demo_sites
@@ -34,20 +34,17 @@ valid token; writing needs the role `ops` or `supervisor`."""
 def create_app(settings: SitesSettings | None = None) -> FastAPI:
     settings = settings or load_settings()
 
+    async def start() -> Runtime:
+        runtime = await Runtime.start("sites", settings, MIGRATIONS)
+        if settings.demo_data:
+            await seed_demo_sites(runtime, settings.demo_file)
+        return runtime
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("sites", settings.log_level)
-        runtime = await Runtime.start("sites", settings, MIGRATIONS)
-        app.state.runtime = runtime
-        try:
-            if settings.demo_data:
-                await seed_demo_sites(runtime, settings.demo_file)
-            log.info("service_started")
+        async with serving(app, start):
             yield
-        finally:
-            app.state.runtime = None
-            await runtime.stop()
-            log.info("service_stopped")
 
     app = FastAPI(
         title="Relais — sites", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -33,6 +33,24 @@ class DeliveryView(BaseModel):
     message: str | None  # the operator's note, on the adviser's deliveries only
 
 
+class ErrorItem(BaseModel):
+    field: str
+    message: str
+
+
+class ValidationErrorBody(BaseModel):
+    """What relais_kit.web answers to a bad request (FastAPI would document its own body)."""
+
+    detail: str
+    errors: list[ErrorItem]
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    422: {"model": ValidationErrorBody, "description": "A parameter is missing or breaks the schema; "
+                                                       "`errors` names each field at fault."},
+}
+
+
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime | None = getattr(request.app.state, "runtime", None)
     if runtime is None:
@@ -40,7 +58,7 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-@router.get("", response_model=list[DeliveryView])
+@router.get("", response_model=list[DeliveryView], responses=_ERRORS)
 async def list_deliveries(
     request: Request,
     user: Annotated[User, Depends(current_user)],
@@ -57,7 +75,7 @@ async def list_deliveries(
     return [DeliveryView(**row) for row in rows]
 
 
-@router.get("/{delivery_id}/letter", response_class=PlainTextResponse)
+@router.get("/{delivery_id}/letter", response_class=PlainTextResponse, responses=_ERRORS)
 async def printable_letter(request: Request, delivery_id: uuid.UUID,
                            user: Annotated[User, Depends(current_user)]) -> PlainTextResponse:
     """The letter to print and post, for a citizen who chose the `letter` channel."""

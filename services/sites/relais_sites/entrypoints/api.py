@@ -30,6 +30,9 @@ SiteIdPath = Annotated[str, Path(pattern=SITE_ID.pattern, description="The site 
 
 _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No or invalid bearer token."},
+    # What relais_kit.web answers to a bad request (FastAPI would document its own body).
+    422: {"model": ValidationErrorBody, "description": "A parameter breaks the schema; "
+                                                       "`errors` names each field at fault."},
 }
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     **_AUTH_ERRORS,
