@@ -53,7 +53,12 @@ class Runtime:
         pool = await _patiently("database", lambda: create_pool(settings.database_url, schema or service))
         await migrate(pool, migrations)
         producer = kafka.producer(settings.kafka_bootstrap_servers)
-        await _patiently("broker", producer.start)
+        try:
+            await _patiently("broker", producer.start)
+        except asyncio.CancelledError:  # stopped while waiting for the broker
+            await asyncio.wait([asyncio.ensure_future(producer.stop()), asyncio.ensure_future(pool.close())],
+                               timeout=2)
+            raise
         relay = OutboxRelay(pool, producer, source=f"/relais/{service}")
         runtime = cls(service, settings, contract, pool, producer, relay)
         runtime.supervise("outbox-relay", relay.run)
