@@ -49,9 +49,12 @@ class Contract:
         validator = self._validators.get(type_)
         if validator is None:
             raise ContractViolation(f"unknown event type {type_!r}", "unknown_event_type")
-        if validator.is_valid(data):
-            return
-        errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.instance_path])
+        try:
+            if validator.is_valid(data):
+                return
+            errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.instance_path])
+        except ValueError as exc:  # jsonschema-rs: "Recursion limit reached"
+            raise ContractViolation(f"data: cannot be checked ({exc})") from exc
         if errors:
             raise ContractViolation("; ".join(_describe(e) for e in errors[:3]))
 

@@ -115,6 +115,9 @@ def _decode_json(value: bytes | None) -> dict[str, Any]:
         data = json.loads(value.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidEvent("invalid_json", f"record value is not UTF-8 JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # a 5,000-digit number, nesting 1,000 deep
+        raise InvalidEvent("invalid_json", f"record value is JSON this platform refuses: {type(exc).__name__}") \
+            from exc
     if not isinstance(data, dict):
         raise InvalidEvent("invalid_json", "record value is not a JSON object")
     return data

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -44,11 +45,52 @@ async def _field_problem(_: Request, exc: Exception) -> JSONResponse:
         "detail": str(exc), "errors": [{"field": exc.field, "message": exc.message}]})
 
 
+FIELD_ERRORS_SCHEMA: dict[str, Any] = {
+    "title": "FieldErrors",
+    "type": "object",
+    "required": ["detail", "errors"],
+    "properties": {
+        "detail": {"type": "string", "description": "Every problem, in one line."},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["field", "message"],
+            "properties": {"field": {"type": "string", "description": "e.g. citizen.contact.email"},
+                           "message": {"type": "string"}}}},
+    },
+}
+
+
+def _document_field_errors(app: FastAPI) -> None:
+    """FastAPI documents its own 422 body; ours names the fields differently (above)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemas = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in schemas:
+                schemas["HTTPValidationError"] = FIELD_ERRORS_SCHEMA
+                schemas.pop("ValidationError", None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+async def _unstorable_text(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=422, content={
+        "detail": "(body): text holds a character that cannot be stored (e.g. NUL)",
+        "errors": [{"field": "(body)", "message": "text holds a character that cannot be stored"}]})
+
+
 def prepare_app(app: FastAPI, settings: PlatformSettings,
                 runtime: Callable[[], Runtime | None]) -> FastAPI:
     app.state.jwt_secret = settings.jwt_secret
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(FieldProblem, _field_problem)
+    # A backstop: fields should refuse control characters before PostgreSQL does.
+    app.add_exception_handler(asyncpg.CharacterNotInRepertoireError, _unstorable_text)
+    app.add_exception_handler(asyncpg.UntranslatableCharacterError, _unstorable_text)
+    _document_field_errors(app)
     app.include_router(health_router(runtime))
 
     @app.middleware("http")

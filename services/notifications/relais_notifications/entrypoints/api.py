@@ -63,7 +63,8 @@ async def list_deliveries(
     request: Request,
     user: Annotated[User, Depends(current_user)],
     referral_id: Annotated[uuid.UUID | None, Query(description="the referral's id (a UUID)")] = None,
-    adviser_id: Annotated[str | None, Query(min_length=1, max_length=128)] = None,
+    # No control character: PostgreSQL refuses a NUL in text (it was a 500).
+    adviser_id: Annotated[str | None, Query(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f]+$")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[DeliveryView]:
     """The deliveries of one referral and/or of one adviser's referrals, newest first."""

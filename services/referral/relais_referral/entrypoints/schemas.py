@@ -10,6 +10,11 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
 SITE_ID = r"^[a-z0-9][a-z0-9-]{1,80}$"
+# PostgreSQL cannot store NUL, and a name or an address has no business holding
+# control characters; free text may hold line breaks and tabs.
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
+FREE_TEXT = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+CODE = r"^[a-z0-9][a-z0-9.-]*$"
 
 
 class Strict(BaseModel):
@@ -24,9 +29,9 @@ class ContactChannel(StrEnum):
 
 
 class PostalAddressIn(Strict):
-    street: str = Field(min_length=1, max_length=200)
+    street: str = Field(min_length=1, max_length=200, pattern=ONE_LINE)
     postcode: str = Field(pattern=r"^\d{5}$")
-    city: str = Field(min_length=1, max_length=100)
+    city: str = Field(min_length=1, max_length=100, pattern=ONE_LINE)
 
 
 class ContactIn(Strict):
@@ -45,8 +50,8 @@ class ContactIn(Strict):
 
 
 class CitizenIn(Strict):
-    given_name: str = Field(min_length=1, max_length=100)
-    family_name: str = Field(min_length=1, max_length=100)
+    given_name: str = Field(min_length=1, max_length=100, pattern=ONE_LINE)
+    family_name: str = Field(min_length=1, max_length=100, pattern=ONE_LINE)
     birth_date: date | None = None
     contact: ContactIn
 
@@ -75,18 +80,20 @@ class ConsentIn(Strict):
 
 
 class ReferralIn(Strict):
-    operator: str = Field(min_length=2, max_length=40, examples=["caf"])
-    procedure: str = Field(min_length=3, max_length=100, examples=["caf.prime-activite"])
-    summary: str = Field(min_length=1, max_length=4000)
+    operator: str = Field(min_length=2, max_length=40, pattern=CODE, examples=["caf"])
+    procedure: str = Field(min_length=3, max_length=100, pattern=CODE, examples=["caf.prime-activite"])
+    summary: str = Field(min_length=1, max_length=4000, pattern=FREE_TEXT)
     consent: ConsentIn
 
 
 class InfoIn(Strict):
-    message: str = Field(min_length=1, max_length=4000, description="The information the operator asked for.")
+    message: str = Field(min_length=1, max_length=4000, pattern=FREE_TEXT,
+                         description="The information the operator asked for.")
 
 
 class CancelIn(Strict):
-    reason: str | None = Field(None, max_length=500, examples=["La personne a renoncé à sa demande."])
+    reason: str | None = Field(None, max_length=500, pattern=FREE_TEXT,
+                               examples=["La personne a renoncé à sa demande."])
 
 
 class CloseOutcome(StrEnum):
@@ -101,9 +108,9 @@ class CloseIn(Strict):
 
 
 class RerouteIn(Strict):
-    operator: str = Field(min_length=2, max_length=40, examples=["caf"])
-    procedure: str = Field(min_length=3, max_length=100, examples=["caf.rsa"])
-    summary: str | None = Field(None, min_length=1, max_length=4000,
+    operator: str = Field(min_length=2, max_length=40, pattern=CODE, examples=["caf"])
+    procedure: str = Field(min_length=3, max_length=100, pattern=CODE, examples=["caf.rsa"])
+    summary: str | None = Field(None, min_length=1, max_length=4000, pattern=FREE_TEXT,
                                 description="Defaults to the rejected referral's summary.")
     consent: ConsentIn
 

@@ -38,7 +38,7 @@ async def add_account(conn: asyncpg.Connection, user_id: str, password: str, rol
 
 async def authenticate(conn: asyncpg.Connection, user_id: str, password: str,
                        *, production: bool) -> User | None:
-    if production and is_demo(user_id):
+    if (production and is_demo(user_id)) or "\x00" in user_id:
         return None
     row = await store.get_account(conn, user_id)
     if row is None:

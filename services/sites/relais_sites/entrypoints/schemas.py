@@ -24,6 +24,8 @@ from relais_sites.domain.codes import (
 SiteId = Annotated[str, Field(pattern=SITE_ID.pattern, examples=["agen-leon-blum-poste"],
                               description="A lowercase slug.")]
 Clock = Annotated[str, Field(pattern=CLOCK.pattern, examples=["09:00"], description="HH:MM, local time.")]
+#: Free text on one line: no control character (PostgreSQL refuses NUL in text: a 500).
+ONE_LINE = r"^[^\x00-\x1f\x7f]*$"
 
 
 class _In(BaseModel):
@@ -31,16 +33,17 @@ class _In(BaseModel):
 
 
 class AddressBody(_In):
-    street: str | None = Field(None, min_length=1, max_length=MAX_STREET, examples=["2 place Léon Blum"])
+    street: str | None = Field(None, min_length=1, max_length=MAX_STREET, pattern=ONE_LINE,
+                               examples=["2 place Léon Blum"])
     postcode: str = Field(pattern=POSTCODE.pattern, examples=["47000"])
-    city: str = Field(min_length=1, max_length=MAX_CITY, examples=["Agen"])
+    city: str = Field(min_length=1, max_length=MAX_CITY, pattern=ONE_LINE, examples=["Agen"])
 
 
 class SlotBody(_In):
     weekday: int = Field(ge=1, le=7, description="ISO weekday: 1 = Monday … 7 = Sunday.")
     opens: Clock
     closes: Clock
-    place: str | None = Field(None, min_length=1, max_length=MAX_PLACE,
+    place: str | None = Field(None, min_length=1, max_length=MAX_PLACE, pattern=ONE_LINE,
                               description="For a mobile permanence or a bus: where this slot is held.")
 
 
@@ -48,7 +51,8 @@ class SiteBody(_In):
     """A site's full description; posting it again unchanged changes nothing."""
 
     site_id: SiteId
-    name: str = Field(min_length=1, max_length=MAX_NAME, examples=["France Services Agen Léon Blum"])
+    name: str = Field(min_length=1, max_length=MAX_NAME, pattern=ONE_LINE,
+                      examples=["France Services Agen Léon Blum"])
     kind: SiteKind
     address: AddressBody
     department: str = Field(pattern=DEPARTMENT.pattern, examples=["47"],
