@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from relais_kit import kafka
 from relais_kit.contract import Contract
@@ -41,8 +41,12 @@ class Delivery:
 
 
 Handler = Callable[[Delivery, asyncpg.Connection], Awaitable[None]]
-TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-             asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, TimeoutError)
+MAX_HANDLER_FAILURES = 3
+# Failures that pass by themselves: the database restarting or away, a conflict
+# between transactions, the broker away.
+TRANSIENT = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+             asyncpg.exceptions.OperatorInterventionError, asyncpg.TooManyConnectionsError,
+             asyncpg.SerializationError, asyncpg.DeadlockDetectedError, KafkaError)
 
 
 class _ReadFromStart(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -106,7 +110,10 @@ class EventConsumer:
             await self._handle_until_done(record)
 
     async def _handle_until_done(self, record: ConsumerRecord) -> None:
-        delay = 0.2
+        """Transient failures (database or broker away) are retried until they pass; any
+        other failure is a bug or a poison record: retried a few times, then dead-lettered
+        so that one record cannot stop the partition."""
+        delay, failures = 0.2, 0
         while True:
             try:
                 await self.handle(record)
@@ -114,8 +121,16 @@ class EventConsumer:
             except TRANSIENT as exc:
                 log.warning("consumer_retry", consumer=self.name, topic=record.topic,
                             offset=record.offset, error=repr(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            except Exception as exc:
+                failures += 1
+                log.error("handler_failed", consumer=self.name, topic=record.topic, offset=record.offset,
+                          error=type(exc).__name__, attempt=failures)
+                if failures >= MAX_HANDLER_FAILURES:
+                    await self.dead_letter(record, "handler_failed",
+                                           f"the handler failed {failures} times: {type(exc).__name__}")
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
     async def handle(self, record: ConsumerRecord) -> None:
         structlog.contextvars.bind_contextvars(topic=record.topic, referral_id=None, event_id=None)
