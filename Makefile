@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PYTHONPATH := libs/relais_kit:services/referral:services/sites:services/notifications:.
 
-.PHONY: install run test test-unit test-integration test-e2e lint typecheck bench lock clean
+.PHONY: install run test test-unit test-integration test-e2e test-faults lint typecheck bench lock clean
 
 install: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ test-integration: install
 
 test-e2e: install
 	$(BIN)/pytest -q tests/e2e
+
+# kill -9, broker SIGSTOP, PostgreSQL restart over 300 referrals each (also in `make test`)
+test-faults: install
+	$(BIN)/pytest -q -s tests/faults
 
 lint: install
 	$(BIN)/ruff check .

@@ -97,7 +97,10 @@ class EventConsumer:
             if not batches:
                 continue
             # Partitions in parallel, each in order: one referral's events stay in order.
-            await asyncio.gather(*(self._handle_in_order(records) for records in batches.values()))
+            # A task group: if one fails, the others stop too before the loop restarts.
+            async with asyncio.TaskGroup() as group:
+                for records in batches.values():
+                    group.create_task(self._handle_in_order(records))
             try:
                 await self._consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
             except (CommitFailedError, IllegalStateError) as exc:

@@ -17,6 +17,7 @@ from relais_kit.envelope import CloudEvent, to_record
 from relais_kit.logs import log
 
 CHANNEL = "relais_outbox"
+SEND_TIMEOUT_S = 45.0  # beyond the producer's own request timeout (30 s)
 
 
 async def record(conn: asyncpg.Connection, topic: str, event: CloudEvent) -> None:
@@ -108,4 +109,6 @@ class OutboxRelay:
         for row in rows:
             key, value, headers = to_record(_event_of(row, self._source))
             futures.append(await self._producer.send(row["topic"], value=value, key=key, headers=headers))
-        await asyncio.gather(*futures)
+        # Bounded: after a broker pause a delivery future has been seen never to resolve;
+        # giving up re-sends the batch (consumers drop the duplicates by ce_id).
+        await asyncio.wait_for(asyncio.gather(*futures), SEND_TIMEOUT_S)

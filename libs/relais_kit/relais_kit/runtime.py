@@ -81,16 +81,17 @@ class Runtime:
         self.relay.request_stop()
         relay = self.loops.get("outbox-relay")
         if relay is not None:
-            await asyncio.wait([relay], timeout=timeout / 2)
+            await asyncio.wait([relay], timeout=timeout / 3)
         for task in self.loops.values():
             task.cancel()
         if self.loops:
-            await asyncio.wait(self.loops.values(), timeout=timeout)
+            await asyncio.wait(self.loops.values(), timeout=timeout / 3)
         for closing in (self.producer.stop(), self.pool.close()):
             try:
-                await asyncio.wait_for(closing, timeout / 2)
+                await asyncio.wait_for(closing, timeout / 6)
             except (TimeoutError, Exception) as exc:  # broker or database already gone
                 log.warning("stop_incomplete", error=repr(exc))
+        self.pool.terminate()  # whatever a cut-short close left open
 
     async def health(self) -> dict[str, Any]:
         checks: dict[str, Any] = {}
@@ -165,6 +166,9 @@ async def _forever(name: str, loop: Loop) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise asyncio.CancelledError from exc  # stopping: an error on the way out ends it
             log.error("loop_failed", loop=name, error=repr(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)

@@ -82,6 +82,15 @@ async def _unstorable_text(_: Request, exc: Exception) -> JSONResponse:
         "errors": [{"field": "(body)", "message": "text holds a character that cannot be stored"}]})
 
 
+DATABASE_AWAY = (OSError, TimeoutError, asyncpg.PostgresConnectionError,
+                 asyncpg.exceptions.OperatorInterventionError, asyncpg.TooManyConnectionsError)
+
+
+async def _database_away(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=503, headers={"Retry-After": "2"},
+                        content={"detail": f"the database is unavailable, try again ({type(exc).__name__})"})
+
+
 def prepare_app(app: FastAPI, settings: PlatformSettings,
                 runtime: Callable[[], Runtime | None]) -> FastAPI:
     app.state.jwt_secret = settings.jwt_secret
@@ -90,6 +99,8 @@ def prepare_app(app: FastAPI, settings: PlatformSettings,
     # A backstop: fields should refuse control characters before PostgreSQL does.
     app.add_exception_handler(asyncpg.CharacterNotInRepertoireError, _unstorable_text)
     app.add_exception_handler(asyncpg.UntranslatableCharacterError, _unstorable_text)
+    for away in DATABASE_AWAY:  # a restart of PostgreSQL is a 503 to retry, not a 500
+        app.add_exception_handler(away, _database_away)
     _document_field_errors(app)
     app.include_router(health_router(runtime))
 

@@ -34,7 +34,8 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
                               timeout_s=settings.smtp_timeout_s),
             sms=SpoolSmsGateway(settings.sms_spool),
             max_attempts=settings.max_attempts, retry_base_s=settings.retry_base_s,
-            retry_max_s=settings.retry_max_s, poll_s=settings.poll_s, workers=settings.delivery_workers)
+            retry_max_s=settings.retry_max_s, poll_s=settings.poll_s, workers=settings.delivery_workers,
+            lease_s=max(120.0, 3 * settings.smtp_timeout_s))
         runtime.consume(handlers.GROUP, handlers.TOPICS,
                         handlers.handlers(runtime.contract, runtime.source))
         runtime.supervise("deliveries", loop.run)

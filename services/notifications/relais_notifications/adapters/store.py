@@ -51,12 +51,15 @@ async def wake_delivery_loop(conn: asyncpg.Connection) -> None:
     await conn.execute(f"NOTIFY {WAKE_CHANNEL}")
 
 
-async def claim_due(conn: asyncpg.Connection) -> PendingDelivery | None:
-    """The next pending delivery that is due, locked; others skip it meanwhile."""
+async def claim_due(conn: asyncpg.Connection, lease_s: float) -> PendingDelivery | None:
+    """The next pending delivery that is due, leased for `lease_s` seconds: no worker of
+    any instance takes it again before the lease ends (unless its sender died)."""
     row = await conn.fetchrow(
-        "SELECT id, referral_id, cause_event_id, recipient, channel, address, subject, body, attempts"
-        " FROM deliveries WHERE status = 'pending' AND next_attempt_at <= now()"
-        " ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED")
+        "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $1)"
+        " WHERE id = (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= now()"
+        "             ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING id, referral_id, cause_event_id, recipient, channel, address, subject, body, attempts",
+        lease_s)
     return PendingDelivery(**dict(row)) if row else None
 
 

@@ -7,20 +7,19 @@ so the work is split in two:
 1. The consumer's transaction (which also records the `referral.answered` event id)
    inserts a `deliveries` row, unique on (cause_event_id, recipient), status
    `pending`. The same event consumed twice never gives a second row.
-2. After that commit, this loop claims a due pending row (`FOR UPDATE SKIP LOCKED`,
-   so several instances share the work without sending a row twice), sends it while
-   holding the lock, and in that same transaction marks the row `sent` and records
-   `notification.sent` in the outbox; or, after a failed attempt, schedules the next
-   one with exponential backoff, and after `max_attempts` (or a permanent refusal)
-   marks it `failed` with the reason and records `notification.failed`.
+2. After that commit, this loop leases a due pending row (a short transaction:
+   `FOR UPDATE SKIP LOCKED`, then its next attempt pushed past the lease), sends it
+   with no transaction open, then in a second transaction marks the row `sent` and
+   records `notification.sent` in the outbox; or, after a failed attempt, schedules
+   the next one with exponential backoff, and after `max_attempts` (or a permanent
+   refusal) marks it `failed` with the reason and records `notification.failed`.
+   That second transaction is retried until it commits: the loop knows the mail went
+   out, so a database restart at that moment does not send it again.
 
-The remaining window: if the process dies (or the database goes away) after the
-SMTP server accepted the mail and before the transaction marking the row `sent`
-commits, the row is still `pending` when the lock is released, and the mail is sent
-again on restart. It carries the same Message-ID (derived from the delivery id), so
-a mail client or a mail log can tell it is the same message; closing the window
-for good (e.g. asking the relay whether that Message-ID was accepted) is issue #3's
-business. The same holds for an SMS spool write.
+The remaining window: if the process itself dies after the SMTP server accepted the
+mail and before the row is marked, the lease ends and the mail is sent again. It
+carries the same Message-ID (derived from the delivery id), so a mail system that
+de-duplicates by it shows it once. The same holds for an SMS spool write.
 
 The loop wakes on `NOTIFY relais_deliveries` (sent by the consumer's transaction at
 commit), when the next retry is due, and every `poll_s` seconds anyway."""
@@ -46,7 +45,8 @@ from relais_notifications.service_layer import events
 class DeliveryLoop:
     def __init__(self, *, pool: asyncpg.Pool, contract: Contract, source: str, mailer: Mailer,
                  sms: SmsGateway, max_attempts: int = 5, retry_base_s: float = 30.0,
-                 retry_max_s: float = 3600.0, poll_s: float = 2.0, workers: int = 4) -> None:
+                 retry_max_s: float = 3600.0, poll_s: float = 2.0, workers: int = 4,
+                 lease_s: float = 120.0) -> None:
         self._pool = pool
         self._contract = contract
         self._source = source
@@ -57,6 +57,8 @@ class DeliveryLoop:
         self._retry_max = retry_max_s
         self._poll = poll_s
         self._workers = workers
+        # Longer than a send can take (SMTP timeout): past it, the sender is presumed dead.
+        self._lease = lease_s
         self._wake = asyncio.Event()
         self.sent = 0
         self.failed = 0
@@ -78,7 +80,8 @@ class DeliveryLoop:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), wait)
             finally:
-                if not listener.is_closed():
+                # After a database restart the connection is gone with its listener.
+                with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
                     await listener.remove_listener(store.WAKE_CHANNEL, self._on_notify)
 
     async def drain(self) -> None:
@@ -90,25 +93,44 @@ class DeliveryLoop:
             pass
 
     async def deliver_one(self) -> bool:
-        """Claims, sends and settles one due delivery; False when none is due."""
+        """Leases, sends and settles one due delivery; False when none is due."""
         async with self._pool.acquire() as conn, conn.transaction():
-            pending = await store.claim_due(conn)
-            if pending is None:
-                return False
-            structlog.contextvars.bind_contextvars(referral_id=str(pending.referral_id),
-                                                   delivery_id=str(pending.id))
+            pending = await store.claim_due(conn, self._lease)
+        if pending is None:
+            return False
+        structlog.contextvars.bind_contextvars(referral_id=str(pending.referral_id),
+                                               delivery_id=str(pending.id))
+        try:
             try:
-                await self._settle(conn, pending)
-            finally:
-                structlog.contextvars.unbind_contextvars("referral_id", "delivery_id")
+                await self._send(pending)
+                outcome: DeliveryError | None = None
+            except DeliveryError as exc:
+                outcome = exc
+            await self._until_recorded(pending, outcome)
+        finally:
+            structlog.contextvars.unbind_contextvars("referral_id", "delivery_id")
         return True
 
-    async def _settle(self, conn: asyncpg.Connection, pending: store.PendingDelivery) -> None:
+    async def _until_recorded(self, pending: store.PendingDelivery, outcome: DeliveryError | None) -> None:
+        """Records what happened, however long the database takes to come back: sending
+        again is what this avoids."""
+        delay = 0.2
+        while True:
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    await self._settle(conn, pending, outcome)
+                return
+            except (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                    asyncpg.exceptions.OperatorInterventionError) as exc:
+                log.warning("delivery_record_retry", error=type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _settle(self, conn: asyncpg.Connection, pending: store.PendingDelivery,
+                      outcome: DeliveryError | None) -> None:
         attempts = pending.attempts + 1
-        try:
-            await self._send(pending)
-        except DeliveryError as exc:
-            await self._failed_attempt(conn, pending, attempts, exc)
+        if outcome is not None:
+            await self._failed_attempt(conn, pending, attempts, outcome)
             return
         at = now()
         await store.mark_sent(conn, pending.id, attempts, at)
