@@ -143,3 +143,7 @@ async def test_sign_in_and_access_rules(api):
     elsewhere = await api.post("/api/v1/visits", json=VISIT,
                                headers={"Authorization": f"Bearer {other.json()['access_token']}"})
     assert elsewhere.status_code == 403
+    visit_id = (await api.post("/api/v1/visits", json=VISIT)).json()["visit_id"]
+    not_theirs = await api.post(f"/api/v1/visits/{visit_id}/referrals", json=REFERRAL,
+                                headers={"Authorization": f"Bearer {other.json()['access_token']}"})
+    assert not_theirs.status_code == 403

@@ -21,6 +21,7 @@ from relais_referral.domain.lifecycle import Actor, ForbiddenTransition, Move, S
 from relais_referral.domain.model import Referral
 from relais_referral.service_layer.context import Context, inbox_topic
 from relais_referral.service_layer.errors import InvalidField, NotAllowed, NotFound
+from relais_referral.service_layer.visits import may_work_at
 
 
 async def request_referral(conn: asyncpg.Connection, ctx: Context, user: User, visit_id: str,
@@ -29,14 +30,15 @@ async def request_referral(conn: asyncpg.Connection, ctx: Context, user: User, v
     visit = await store.get_visit(conn, visit_id)
     if visit is None:
         raise NotFound(f"visit {visit_id} not found")
-    if visit.adviser_id != user.user_id:
-        raise NotAllowed(f"visit {visit_id} is not {user.user_id}'s")
+    site = await store.get_site(conn, visit.site_id)
+    # A colleague of the same site may refer (or re-route) the visit's request too.
+    if user.role != "adviser" or site is None or not may_work_at(user, site):
+        raise NotAllowed(f"{user.user_id} does not work at {visit.site_id}")
     if ctx.catalogue.operator(operator) is None:
         raise InvalidField("operator", f"unknown operator {operator!r}")
     if ctx.catalogue.procedure(operator, procedure) is None:
         raise InvalidField("procedure", f"{procedure!r} is not a procedure of {operator}")
-    site = await store.get_site(conn, visit.site_id)
-    if site is not None and operator not in site.operators:
+    if operator not in site.operators:
         raise InvalidField("operator", f"{operator} is not served at site {visit.site_id}")
     referral = Referral(
         referral_id=str(uuid.uuid4()), visit_id=visit_id, operator=operator, procedure=procedure,
