@@ -1,0 +1,1 @@
+"""Kafka users, ACLs and topics generated from deploy/topics.yaml."""

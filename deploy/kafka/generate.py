@@ -1,0 +1,364 @@
+"""Per-operator Kafka isolation, generated from the one topics file (`deploy/topics.yaml`).
+
+Writes, under --out:
+  strimzi/topics.yaml  one KafkaTopic per topic of the file, dead-letter twins included;
+  strimzi/users.yaml   one KafkaUser (SCRAM-SHA-512, simple authorization) per operator and
+                       per platform service, with its ACLs;
+  acls.sh              the same users and ACLs for a Kafka outside Kubernetes
+                       (kafka-configs.sh + kafka-acls.sh), passwords read from env vars.
+
+An operator's user reads its own inbox, writes its own outbox and uses its own consumer
+group prefix, nothing else. The platform users come from the small table PLATFORM_USERS.
+
+    python deploy/kafka/generate.py --out deploy/kafka/generated
+    python deploy/kafka/generate.py --out deploy/kafka/generated --check   # CI: stale?
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from relais_kit.topics import TopicsFile, load_topics
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TOPICS = REPO_ROOT / "deploy" / "topics.yaml"
+DEFAULT_OUT = Path(__file__).resolve().parent / "generated"
+DLQ_SUFFIX = ".dlq"
+
+STRIMZI_API = "kafka.strimzi.io/v1beta2"
+TOPICS_FILE = "strimzi/topics.yaml"
+USERS_FILE = "strimzi/users.yaml"
+SCRIPT_FILE = "acls.sh"
+
+# Canonical order of operations inside one ACL entry.
+OPERATIONS = ("Read", "Write", "Describe")
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+# --------------------------------------------------------------------------- the table
+
+@dataclass(frozen=True)
+class PlatformUser:
+    """A platform service's user. Topic entries may use the placeholders
+    `{operator}` (one name per operator code), `{dlq}` (every dead-letter topic) and
+    `{source}` (every topic that is not a dead-letter topic); every expanded name must
+    be a topic of the file. `dead_letters_of_reads`: the user may write `<topic>.dlq`
+    for each topic it reads (a consumer dead-letters what it refuses)."""
+
+    name: str
+    purpose: str
+    reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
+    group_prefix: str | None = None
+    dead_letters_of_reads: bool = False
+
+
+PLATFORM_USERS: tuple[PlatformUser, ...] = (
+    PlatformUser(
+        "relais-referral",
+        "referral service: owns visits and referrals, routes to each operator inbox, "
+        "reads operator outboxes, notifications and sites",
+        reads=("referrals", "notifications", "sites", "operator.{operator}.outbox"),
+        writes=("visits", "referrals", "operator.{operator}.inbox"),
+        group_prefix="relais-referral-",
+        dead_letters_of_reads=True,
+    ),
+    PlatformUser(
+        "relais-notifications",
+        "notifications service: reads referrals, writes notifications",
+        reads=("referrals",),
+        writes=("notifications",),
+        group_prefix="relais-notifications",
+        dead_letters_of_reads=True,
+    ),
+    PlatformUser(
+        "relais-sites",
+        "sites service: writes the compacted sites topic",
+        writes=("sites",),
+    ),
+    PlatformUser(
+        "relais-ops",
+        "operations (python -m relais_kit.dlq): reads every dead-letter topic and replays "
+        "a record onto its source topic; reads without a consumer group, so no group ACL",
+        reads=("{dlq}",),
+        writes=("{source}",),
+    ),
+)
+
+
+# --------------------------------------------------------------------------- the model
+
+@dataclass(frozen=True)
+class Acl:
+    resource_type: str          # "topic" | "group"
+    name: str
+    pattern_type: str           # "literal" | "prefix" (Strimzi spelling)
+    operations: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    purpose: str
+    acls: tuple[Acl, ...]
+    operator: str | None = None
+
+    @property
+    def password_env(self) -> str:
+        return "KAFKA_PASSWORD_" + re.sub(r"[^A-Z0-9]", "_", self.name.upper())
+
+
+def operator_user_name(code: str) -> str:
+    return f"operator-{code}"
+
+
+def operator_group_prefix(code: str) -> str:
+    return f"operator-{code}-"
+
+
+def is_dlq(topic: str) -> bool:
+    return topic.endswith(DLQ_SUFFIX)
+
+
+def _topic_acls(reads: Iterable[str], writes: Iterable[str]) -> list[Acl]:
+    """One literal ACL per topic, its operations merged (read and write on one topic
+    give one entry Read, Write, Describe)."""
+    ops: dict[str, set[str]] = {}
+    for name in reads:
+        ops.setdefault(name, set()).update(("Read", "Describe"))
+    for name in writes:
+        ops.setdefault(name, set()).update(("Write", "Describe"))
+    return [Acl("topic", name, "literal", tuple(o for o in OPERATIONS if o in wanted))
+            for name, wanted in ops.items()]
+
+
+def expand(entry: str, topics: TopicsFile) -> list[str]:
+    known = topics.names()
+    if entry == "{dlq}":
+        names = [n for n in known if is_dlq(n)]
+    elif entry == "{source}":
+        names = [n for n in known if not is_dlq(n)]
+    elif "{operator}" in entry:
+        names = [entry.format(operator=o) for o in topics.operators]
+    else:
+        names = [entry]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"ACL table names topic(s) not in the topics file: {', '.join(unknown)}")
+    return names
+
+
+def operator_user(code: str, topics: TopicsFile) -> User:
+    acls = _topic_acls([topics.inbox(code)], [topics.outbox(code)])
+    acls.append(Acl("group", operator_group_prefix(code), "prefix", ("Read",)))
+    return User(operator_user_name(code),
+                f"operator {code}: reads its inbox, writes its outbox, nothing else",
+                tuple(acls), operator=code)
+
+
+def platform_user(spec: PlatformUser, topics: TopicsFile) -> User:
+    reads = [n for e in spec.reads for n in expand(e, topics)]
+    writes = [n for e in spec.writes for n in expand(e, topics)]
+    if spec.dead_letters_of_reads:
+        writes += [n + DLQ_SUFFIX for n in reads if not is_dlq(n)]
+        missing = [n for n in writes if n not in topics.names()]
+        if missing:
+            raise ValueError(f"{spec.name}: no dead-letter topic for {', '.join(missing)}")
+    acls = _topic_acls(reads, writes)
+    if spec.group_prefix:
+        acls.append(Acl("group", spec.group_prefix, "prefix", ("Read",)))
+    return User(spec.name, spec.purpose, tuple(acls))
+
+
+def build_users(topics: TopicsFile) -> list[User]:
+    users = [operator_user(code, topics) for code in topics.operators]
+    users += [platform_user(spec, topics) for spec in PLATFORM_USERS]
+    names = [u.name for u in users]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate user names: {names}")
+    return users
+
+
+# --------------------------------------------------------------------------- rendering
+
+def _header(source: str, comment: str = "#") -> str:
+    return (f"{comment} GENERATED by deploy/kafka/generate.py from {source}: do not edit by hand.\n"
+            f"{comment} Regenerate: python deploy/kafka/generate.py --out deploy/kafka/generated\n")
+
+
+def _k8s_name(name: str) -> str:
+    if not _K8S_NAME.match(name) or len(name) > 253:
+        raise ValueError(f"{name!r} is not a valid Kubernetes resource name")
+    return name
+
+
+def _metadata(name: str, namespace: str, cluster: str,
+              annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": _k8s_name(name), "namespace": namespace,
+                            "labels": {"strimzi.io/cluster": cluster}}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def kafka_topics(topics: TopicsFile, namespace: str, cluster: str) -> list[dict[str, Any]]:
+    return [{
+        "apiVersion": STRIMZI_API,
+        "kind": "KafkaTopic",
+        "metadata": _metadata(t.name, namespace, cluster),
+        "spec": {"topicName": t.name, "partitions": t.partitions,
+                 "replicas": t.replication_factor, "config": dict(t.config)},
+    } for t in topics.topics]
+
+
+def kafka_users(users: Iterable[User], namespace: str, cluster: str) -> list[dict[str, Any]]:
+    return [{
+        "apiVersion": STRIMZI_API,
+        "kind": "KafkaUser",
+        "metadata": _metadata(u.name, namespace, cluster,
+                              {"relais.franceservices.fr/purpose": u.purpose}),
+        "spec": {
+            "authentication": {"type": "scram-sha-512"},
+            "authorization": {"type": "simple", "acls": [{
+                "resource": {"type": a.resource_type, "name": a.name, "patternType": a.pattern_type},
+                "operations": list(a.operations),
+                "host": "*",
+            } for a in u.acls]},
+        },
+    } for u in users]
+
+
+def _yaml_documents(docs: list[dict[str, Any]], source: str) -> str:
+    body = yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False,
+                              explicit_start=True, width=1000)
+    return _header(source) + body
+
+
+_CLI_PATTERN = {"literal": "literal", "prefix": "prefixed"}
+
+
+def acl_command(user: User, acl: Acl) -> str:
+    ops = " ".join(f"--operation {o}" for o in acl.operations)
+    return (f'kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" '
+            f"--add --allow-principal User:{user.name} --allow-host '*' "
+            f"--{acl.resource_type} '{acl.name}' --resource-pattern-type {_CLI_PATTERN[acl.pattern_type]} {ops}")
+
+
+def scram_command(user: User) -> str:
+    env = user.password_env
+    return (f'kafka-configs.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" '
+            f'--alter --add-config "SCRAM-SHA-512=[password=${{{env}}}]" '
+            f"--entity-type users --entity-name {user.name}")
+
+
+def acls_script(users: list[User], source: str) -> str:
+    envs = [u.password_env for u in users]
+    lines = [
+        "#!/usr/bin/env bash",
+        _header(source).rstrip("\n"),
+        "#",
+        "# Per-operator isolation on a Kafka outside Kubernetes: one SCRAM-SHA-512 user per",
+        "# operator and per platform service, and its ACLs (the same as strimzi/users.yaml).",
+        "# Needs: kafka-configs.sh and kafka-acls.sh on PATH, a broker with an authorizer,",
+        "#   BOOTSTRAP     the brokers, e.g. kafka-1:9093",
+        "#   ADMIN_CONFIG  a client properties file with admin (super user) credentials",
+        "#   one password per user, in the env vars below (never written here).",
+        "# Topics are created beforehand: python -m relais_kit.topics create.",
+        "set -euo pipefail",
+        "",
+        ': "${BOOTSTRAP:?set BOOTSTRAP to the bootstrap servers}"',
+        ': "${ADMIN_CONFIG:?set ADMIN_CONFIG to an admin client properties file}"',
+        *[f': "${{{e}:?set {e}}}"' for e in envs],
+    ]
+    for user in users:
+        lines += ["", f"# {user.name}: {user.purpose}", scram_command(user)]
+        lines += [acl_command(user, acl) for acl in user.acls]
+    return "\n".join(lines) + "\n"
+
+
+def source_label(topics_path: Path) -> str:
+    try:
+        return topics_path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return topics_path.name
+
+
+def render(topics_path: Path = DEFAULT_TOPICS, *, namespace: str = "relais",
+           cluster: str = "relais") -> dict[str, str]:
+    """Every generated file, by path relative to --out."""
+    topics = load_topics(topics_path)
+    users = build_users(topics)
+    source = source_label(topics_path)
+    return {
+        TOPICS_FILE: _yaml_documents(kafka_topics(topics, namespace, cluster), source),
+        USERS_FILE: _yaml_documents(kafka_users(users, namespace, cluster), source),
+        SCRIPT_FILE: acls_script(users, source),
+    }
+
+
+# --------------------------------------------------------------------------- CLI
+
+def stale_files(out: Path, files: Mapping[str, str]) -> list[str]:
+    """What differs between `files` and what is under `out` (empty: up to date)."""
+    problems = []
+    for rel, content in files.items():
+        path = out / rel
+        if not path.is_file():
+            problems.append(f"{rel}: missing")
+        elif path.read_text() != content:
+            problems.append(f"{rel}: differs from what the generator produces")
+    if out.is_dir():
+        for path in sorted(p for p in out.rglob("*") if p.is_file()):
+            rel = path.relative_to(out).as_posix()
+            if rel not in files:
+                problems.append(f"{rel}: not produced by the generator")
+    return problems
+
+
+def write(out: Path, files: Mapping[str, str]) -> None:
+    for rel, content in files.items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        if rel.endswith(".sh"):
+            path.chmod(0o755)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--topics", type=Path, default=DEFAULT_TOPICS, help="the topics file")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where the files go")
+    parser.add_argument("--namespace", default="relais", help="Kubernetes namespace")
+    parser.add_argument("--cluster", default="relais", help="Strimzi Kafka cluster name")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if the files under --out are stale")
+    args = parser.parse_args(argv)
+    files = render(args.topics, namespace=args.namespace, cluster=args.cluster)
+    if args.check:
+        problems = stale_files(args.out, files)
+        if problems:
+            print(f"Kafka ACL files under {args.out} are stale:", file=sys.stderr)
+            for p in problems:
+                print(f"  {p}", file=sys.stderr)
+            print("Regenerate: python deploy/kafka/generate.py "
+                  f"--out {args.out} --namespace {args.namespace} --cluster {args.cluster}",
+                  file=sys.stderr)
+            return 1
+        print(f"Kafka ACL files under {args.out} are up to date ({len(files)} files)")
+        return 0
+    write(args.out, files)
+    print(f"wrote {', '.join(sorted(files))} under {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
