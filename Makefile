@@ -38,7 +38,7 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy libs/relais_kit/relais_kit services simulator
+	$(BIN)/mypy libs/relais_kit/relais_kit services simulator deploy/local deploy/kafka bench
 
 bench: install
 	$(BIN)/python bench/bench.py
