@@ -16,6 +16,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from relais_kit import kafka
 from relais_kit.contract import Contract
+from relais_kit.db import CONNECTION_LOST
 from relais_kit.envelope import CloudEvent, InvalidEvent, from_record, now
 from relais_kit.logs import log
 
@@ -44,9 +45,7 @@ Handler = Callable[[Delivery, asyncpg.Connection], Awaitable[None]]
 MAX_HANDLER_FAILURES = 3
 # Failures that pass by themselves: the database restarting or away, a conflict
 # between transactions, the broker away.
-TRANSIENT = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-             asyncpg.exceptions.OperatorInterventionError, asyncpg.TooManyConnectionsError,
-             asyncpg.SerializationError, asyncpg.DeadlockDetectedError, KafkaError)
+TRANSIENT = (*CONNECTION_LOST, asyncpg.SerializationError, asyncpg.DeadlockDetectedError, KafkaError)
 
 
 class _ReadFromStart(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -13,6 +13,13 @@ from relais_kit.logs import log
 KIT_MIGRATIONS = Path(__file__).parent / "migrations"
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
+# PostgreSQL out of reach or restarting: worth waiting for, never a bug.
+DATABASE_AWAY: tuple[type[Exception], ...] = (
+    OSError, TimeoutError, asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError, asyncpg.TooManyConnectionsError)
+# ... and, for work in flight, the connection it held broken by that restart.
+CONNECTION_LOST: tuple[type[Exception], ...] = (*DATABASE_AWAY, asyncpg.InterfaceError)
+
 
 async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     if not _SCHEMA_NAME.match(schema):

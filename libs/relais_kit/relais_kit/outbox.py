@@ -13,6 +13,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from relais_kit.db import CONNECTION_LOST
 from relais_kit.envelope import CloudEvent, to_record
 from relais_kit.logs import log
 
@@ -88,7 +89,7 @@ class OutboxRelay:
             finally:
                 # After a database restart the connection is gone, and so are its
                 # listener and lock: nothing to undo, and the real error matters more.
-                with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+                with contextlib.suppress(*CONNECTION_LOST):
                     await conn.remove_listener(channel, self._on_notify)
                     await conn.execute("SELECT pg_advisory_unlock_all()")
 

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from relais_kit import kafka
 from relais_kit.consumer import EventConsumer, Handler
 from relais_kit.contract import Contract, load_contract
-from relais_kit.db import create_pool, migrate
+from relais_kit.db import DATABASE_AWAY, create_pool, migrate
 from relais_kit.logs import log
 from relais_kit.outbox import OutboxRelay
 from relais_kit.settings import PlatformSettings
@@ -111,8 +111,7 @@ async def _patiently(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
     while True:
         try:
             return await attempt()
-        except (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
-                KafkaConnectionError) as exc:
+        except (*DATABASE_AWAY, KafkaConnectionError) as exc:
             log.warning(f"{what}_unreachable", error=repr(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from relais_kit.db import DATABASE_AWAY
 from relais_kit.runtime import Runtime, health_router
 from relais_kit.settings import PlatformSettings
 
@@ -80,10 +81,6 @@ async def _unstorable_text(_: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content={
         "detail": "(body): text holds a character that cannot be stored (e.g. NUL)",
         "errors": [{"field": "(body)", "message": "text holds a character that cannot be stored"}]})
-
-
-DATABASE_AWAY = (OSError, TimeoutError, asyncpg.PostgresConnectionError,
-                 asyncpg.exceptions.OperatorInterventionError, asyncpg.TooManyConnectionsError)
 
 
 async def _database_away(_: Request, exc: Exception) -> JSONResponse:

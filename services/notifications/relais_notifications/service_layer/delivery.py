@@ -34,6 +34,7 @@ import asyncpg
 import structlog
 
 from relais_kit.contract import Contract
+from relais_kit.db import CONNECTION_LOST
 from relais_kit.envelope import now
 from relais_kit.logs import log
 from relais_notifications.adapters import store
@@ -81,7 +82,7 @@ class DeliveryLoop:
                         await asyncio.wait_for(self._wake.wait(), wait)
             finally:
                 # After a database restart the connection is gone with its listener.
-                with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+                with contextlib.suppress(*CONNECTION_LOST):
                     await listener.remove_listener(store.WAKE_CHANNEL, self._on_notify)
 
     async def drain(self) -> None:
@@ -120,8 +121,7 @@ class DeliveryLoop:
                 async with self._pool.acquire() as conn, conn.transaction():
                     await self._settle(conn, pending, outcome)
                 return
-            except (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                    asyncpg.exceptions.OperatorInterventionError) as exc:
+            except CONNECTION_LOST as exc:
                 log.warning("delivery_record_retry", error=type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
