@@ -1,8 +1,9 @@
 """The operator simulator: plays one or more operators' IT systems against Relais.
 
-It reads `operator.<code>.inbox`, answers every `referral.routed` with
-`operator.acknowledged` then `operator.answered` on `operator.<code>.outbox`, and only
-logs the other inbox events. It is the proof that an outsider can plug in with the
+It reads `operator.<code>.inbox`, decrypts the personal data of each event with the
+operator's private key (the demo keys of `deploy/demo/operator-keys` by default),
+answers every `referral.routed` with `operator.acknowledged` then `operator.answered`
+on `operator.<code>.outbox`, and only logs the other inbox events. It is the proof that an outsider can plug in with the
 contract alone: it imports nothing from this repository's code, only third-party
 libraries and the files in `schemas/` (plus its own `answers.yaml`).
 
@@ -12,7 +13,8 @@ libraries and the files in `schemas/` (plus its own `answers.yaml`).
 Environment: `RELAIS_SIMULATED_OPERATORS` (comma-separated codes; unset = every
 operator, empty = none: it then idles until stopped), `KAFKA_BOOTSTRAP_SERVERS`
 (default 127.0.0.1:9092), and `RELAIS_SIMULATOR_OUTCOME`, `RELAIS_SIMULATOR_ACK_DELAY`,
-`RELAIS_SIMULATOR_ANSWER_DELAY`, `RELAIS_SIMULATOR_GROUP_PREFIX`, `RELAIS_LOG_LEVEL`
+`RELAIS_SIMULATOR_ANSWER_DELAY`, `RELAIS_SIMULATOR_GROUP_PREFIX`, `RELAIS_SIMULATOR_KEYS_DIR`,
+`RELAIS_LOG_LEVEL`
 as defaults for the options of the same name.
 
 Consumer groups: one consumer per simulated operator, in group `simulator.<code>`.
@@ -53,18 +55,25 @@ import structlog
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
+from joserfc import jwe
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey
 from jsonschema import Draft202012Validator
 from jsonschema.validators import extend
 
 FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
 HERE = Path(__file__).resolve().parent
 DEFAULT_SCHEMAS = HERE.parent / "schemas"
+# Demo key pairs only: a real operator keeps its private key to itself.
+DEFAULT_KEYS = HERE.parent / "deploy" / "demo" / "operator-keys"
 ANSWERS_FILE = HERE / "answers.yaml"
 
 ALL_OPERATORS = ("la-poste", "caf", "france-travail", "cnam", "cnav", "msa", "dgfip", "ants",
                  "justice", "crous", "banque-de-france")
 TYPE_PREFIX = "fr.franceservices."
 INBOX_EVENTS = ("referral.routed", "referral.info_provided", "referral.cancelled", "referral.reminder")
+# Inbox events whose personal data is sealed for the operator (JWE in `personal_data`).
+SEALED_EVENTS = ("referral.routed", "referral.info_provided")
 OUTCOMES = ("resolved", "appointment_offered", "documents_needed", "refused", "other")
 MIXED_CYCLE = ("resolved", "appointment_offered", "documents_needed")
 REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "content-type")
@@ -109,6 +118,11 @@ class Contract:
             self.schemas[ce_type] = schema
             self._read[ce_type] = TolerantValidator(schema, format_checker=FORMAT_CHECKER)
             self._write[ce_type] = Draft202012Validator(schema, format_checker=FORMAT_CHECKER)
+        # The plaintext of `personal_data` (decrypted with the operator's private key).
+        self._personal: dict[str, Any] = {
+            path.name.removesuffix(".v1.json"): TolerantValidator(
+                json.loads(path.read_text(encoding="utf-8")), format_checker=FORMAT_CHECKER)
+            for path in sorted((schemas_dir / "personal").glob("*.v1.json"))}
         missing = [n for n in (*INBOX_EVENTS, "operator.acknowledged", "operator.answered")
                    if event_type(n) not in self.schemas]
         if missing:
@@ -119,6 +133,9 @@ class Contract:
 
     def read_errors(self, ce_type: str, data: Any) -> list[dict[str, str]]:
         return _error_summary(self._read[ce_type].iter_errors(data))
+
+    def personal_errors(self, name: str, plaintext: Any) -> list[dict[str, str]]:
+        return _error_summary(self._personal[name].iter_errors(plaintext))
 
     def write_errors(self, ce_type: str, data: Any) -> list[dict[str, str]]:
         return _error_summary(self._write[ce_type].iter_errors(data))
@@ -379,6 +396,7 @@ class Settings:
     outcome: str
     group_prefix: str
     log_level: str
+    keys: Path
 
 
 def parse_operators(text: str | None) -> tuple[str, ...]:
@@ -416,6 +434,9 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
                              "documents_needed by referral id")
     parser.add_argument("--group-prefix", default=env.get("RELAIS_SIMULATOR_GROUP_PREFIX", "simulator"),
                         help="consumer group of operator <code> is <prefix>.<code> (default simulator)")
+    parser.add_argument("--keys", type=Path, default=Path(env.get("RELAIS_SIMULATOR_KEYS_DIR", DEFAULT_KEYS)),
+                        help="folder of the operators' private keys, <code>.private.jwk.json "
+                             "(default: the demo keys)")
     parser.add_argument("--log-level", default=env.get("RELAIS_LOG_LEVEL", "info"))
     args = parser.parse_args(argv)
     raw_operators = args.operators if args.operators is not None else env.get("RELAIS_SIMULATED_OPERATORS")
@@ -427,7 +448,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         parser.error("delays must be >= 0")
     return Settings(operators=operators, bootstrap=args.bootstrap_servers, schemas=args.schemas,
                     ack_delay=args.ack_delay, answer_delay=args.answer_delay, outcome=args.outcome,
-                    group_prefix=args.group_prefix, log_level=args.log_level)
+                    group_prefix=args.group_prefix, log_level=args.log_level,
+                    keys=args.keys)
 
 
 def configure_logging(level: str) -> None:
@@ -497,8 +519,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class Simulator:
-    def __init__(self, settings: Settings, contract: Contract, answers: Answers) -> None:
+    def __init__(self, settings: Settings, contract: Contract, answers: Answers,
+                 keys: dict[str, ECKey]) -> None:
         self.settings = settings
+        self.keys = keys
         self.contract = contract
         self.answers = answers
         self.seen = BoundedSet()
@@ -626,6 +650,8 @@ class Simulator:
             log.info("unknown_fields_tolerated", fields=unknown)
         if data["operator"] != code:
             raise Skip("wrong_operator_skipped", event_operator=data["operator"])
+        if name in SEALED_EVENTS:
+            self._open_personal_data(code, name, data)
         self.seen.add(ce_id)
         if name == "referral.routed":
             return self._on_routed(code, data)
@@ -636,6 +662,21 @@ class Simulator:
         else:
             log.info("reminder_received", due_at=data["due_at"], overdue_since=data["overdue_since"])
         return None
+
+    def _open_personal_data(self, code: str, name: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Decrypts `personal_data` with the operator's private key, as a real operator
+        does, and checks it; the plaintext is never logged."""
+        try:
+            opened = jwe.decrypt_compact(data["personal_data"], self.keys[code], algorithms=["ECDH-ES", "A256GCM"])
+            plaintext = json.loads(opened.plaintext or b"")
+        except (JoseError, ValueError) as exc:
+            raise Skip("personal_data_unreadable_skipped", error=type(exc).__name__) from exc
+        if not isinstance(plaintext, dict) or plaintext.get("referral_id") != data["referral_id"]:
+            raise Skip("personal_data_of_another_referral_skipped")
+        errors = self.contract.personal_errors(name, plaintext)
+        if errors:
+            raise Skip("personal_data_invalid_skipped", errors=errors)
+        return plaintext
 
     def _on_routed(self, code: str, data: dict[str, Any]) -> asyncio.Task[None] | None:
         referral_id: str = data["referral_id"]
@@ -805,10 +846,12 @@ async def main_async(settings: Settings) -> int:
     try:
         contract = Contract(settings.schemas)
         answers = Answers()
+        keys = {code: ECKey.import_key(json.loads((settings.keys / f"{code}.private.jwk.json").read_text()))
+                for code in settings.operators}
     except (OSError, ValueError) as exc:
         log.error("startup_failed", error=str(exc))
         return 2
-    await Simulator(settings, contract, answers).run(stop)
+    await Simulator(settings, contract, answers, keys).run(stop)
     return 0
 
 

@@ -11,9 +11,24 @@ from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
+from relais_kit import sealing
 from relais_kit.envelope import CloudEvent, event_type, to_record
+from relais_kit.settings import REPO_ROOT
 
 T = TypeVar("T")
+
+DEMO_KEYS = REPO_ROOT / "deploy" / "demo" / "operator-keys"
+
+
+def seal_for(operator: str, plaintext: dict[str, Any]) -> str:
+    """`personal_data` as the platform writes it for `operator` (demo public key)."""
+    return sealing.seal(sealing.load_key(sealing.public_key_path(DEMO_KEYS, operator), private=False), plaintext)
+
+
+def open_as(operator: str, data: dict[str, Any]) -> dict[str, Any]:
+    """An inbox event's personal data, decrypted as `operator` (demo private key)."""
+    key = sealing.load_key(sealing.private_key_path(DEMO_KEYS, operator), private=True)
+    return sealing.unseal(data["personal_data"], key, referral_id=data["referral_id"])
 
 
 async def produce(bootstrap: str, topic: str, name: str, data: dict[str, Any], *,

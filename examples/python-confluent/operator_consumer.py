@@ -4,13 +4,16 @@
 It reads `operator.<code>.inbox`, checks every event against the JSON Schemas of
 the contract (the `schemas/` folder Relais publishes), and answers each routed
 referral with `operator.acknowledged` then `operator.answered` on
-`operator.<code>.outbox`.
+`operator.<code>.outbox`. The personal data of inbox events (the adviser's summary,
+the citizen's details, the adviser's messages) arrives encrypted for you alone: a
+JWE (ECDH-ES, A256GCM) that only your private key opens.
 
 It depends on nothing but the contract: the `schemas/` folder, CloudEvents 1.0 in
 Kafka binary mode, and the topic names. Copy it, then replace `answer_referral()`
 with your own case handling.
 
-    python operator_consumer.py --operator caf --schemas /path/to/schemas
+    python operator_consumer.py --operator caf --schemas /path/to/schemas \
+        --private-key /path/to/caf.private.jwk.json
 
 Environment: KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092).
 """
@@ -32,6 +35,9 @@ from pathlib import Path
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaException, Message, Producer
+from joserfc import jwe
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey
 from jsonschema import Draft202012Validator
 
 log = logging.getLogger("operator-consumer")
@@ -44,6 +50,8 @@ TYPE_RE = re.compile(r"^fr\.franceservices\.(?P<name>[a-z_.]+)\.v(?P<major>[0-9]
 
 # What the platform may write to an operator's inbox (this consumer knows v1).
 INBOX_EVENTS = ("referral.routed", "referral.info_provided", "referral.cancelled", "referral.reminder")
+# Inbox events whose personal data is encrypted, in the `personal_data` field.
+SEALED_EVENTS = ("referral.routed", "referral.info_provided")
 # What this consumer writes to its outbox.
 OUTBOX_EVENTS = ("operator.acknowledged", "operator.answered")
 
@@ -94,6 +102,12 @@ class Contract:
                 self.readers[name] = Draft202012Validator(tolerant(schema), format_checker=checker)
             else:
                 self.writers[name] = Draft202012Validator(schema, format_checker=checker)
+        # The decrypted personal data is described by `schemas/personal/<event>.v1.json`.
+        self.personal: dict[str, Draft202012Validator] = {}
+        for name in SEALED_EVENTS:
+            schema = json.loads((schemas_dir / "personal" / f"{name}.v1.json").read_text(encoding="utf-8"))
+            Draft202012Validator.check_schema(schema)
+            self.personal[name] = Draft202012Validator(tolerant(schema), format_checker=checker)
         # The operator codes, as the contract lists them.
         self.operators: list[str] = self.schemas["referral.routed"]["$defs"]["operator"]["enum"]
 
@@ -173,13 +187,40 @@ def outbox_record(operator: str, name: str, referral_id: str,
     return referral_id.encode(), value, headers
 
 
+# --- Personal data (JWE) ------------------------------------------------------------
+
+
+def load_private_key(path: Path) -> ECKey:
+    """Your private key, an EC P-256 JWK. Relais holds only the public half. Keep it
+    in a secret store in production; the demo keys in the repository are public."""
+    key = ECKey.import_key(json.loads(path.read_text(encoding="utf-8")))
+    if not key.is_private:
+        raise ValueError(f"{path} holds a public key; the private key is needed to decrypt")
+    return key
+
+
+def open_personal_data(token: str, key: ECKey, referral_id: str) -> dict[str, Any]:
+    """Decrypts `personal_data` and checks it belongs to this referral (a ciphertext
+    copied onto another referral's event must not be believed)."""
+    try:
+        opened = jwe.decrypt_compact(token, key, algorithms=["ECDH-ES", "A256GCM"])
+        plaintext = json.loads(opened.plaintext or b"")
+    except (JoseError, ValueError) as exc:
+        raise Skip(f"personal_data cannot be decrypted with our key ({type(exc).__name__})") from exc
+    if not isinstance(plaintext, dict) or plaintext.get("referral_id") != referral_id:
+        raise Skip("personal_data belongs to another referral")
+    return plaintext
+
+
 # --- Your business logic -----------------------------------------------------------
 
 
-def answer_referral(operator: str, routed: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def answer_referral(operator: str, routed: dict[str, Any],
+                    personal: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """What we send back for a routed referral: here, a fixed acknowledgement and a
-    `resolved` answer. Replace this with your own case handling. Never copy citizen
-    data into these messages unless the citizen needs it."""
+    `resolved` answer. Replace this with your own case handling: `personal` holds the
+    adviser's `summary` and the `citizen`'s details. Never copy citizen data into these
+    messages unless the citizen needs it."""
     referral_id = routed["referral_id"]
     case_reference = f"{operator.upper()}-{referral_id[:8].upper()}"
     acknowledged = {
@@ -205,8 +246,9 @@ def answer_referral(operator: str, routed: dict[str, Any]) -> list[tuple[str, di
 
 
 class OperatorConsumer:
-    def __init__(self, operator: str, bootstrap: str, group: str, contract: Contract) -> None:
+    def __init__(self, operator: str, bootstrap: str, group: str, contract: Contract, key: ECKey) -> None:
         self.operator = operator
+        self.key = key
         self.inbox = f"operator.{operator}.inbox"
         self.outbox = f"operator.{operator}.outbox"
         self.contract = contract
@@ -217,6 +259,7 @@ class OperatorConsumer:
         # stores each handled id in its own database, in the same transaction as the
         # work the event caused, and checks it before doing anything.
         self.seen: set[str] = set()
+        self.cancelled: set[str] = set()  # referrals withdrawn: send nothing more about them
         # Hand librdkafka's own log lines to Python logging.
         kafka_log = logging.getLogger("librdkafka")
         self.consumer = Consumer({
@@ -323,16 +366,33 @@ class OperatorConsumer:
         note = f" (ignored unknown field(s): {', '.join(unknown)})" if unknown else ""
 
         referral_id = data["referral_id"]
-        if name == "referral.routed":
-            sent = self.send(answer_referral(self.operator, data))
+        try:
+            personal = self.open(name, data) if name in SEALED_EVENTS else {}
+        except Skip as why:
+            log.warning("skipped %s ce_id=%s referral=%s: %s", name, ce_id, referral_id, why)
+            return
+        if name == "referral.routed" and referral_id in self.cancelled:
+            log.info("skipped %s ce_id=%s referral=%s: cancelled", name, ce_id, referral_id)
+        elif name == "referral.routed":
+            sent = self.send(answer_referral(self.operator, data, personal))
             log.info("handled %s ce_id=%s referral=%s procedure=%s -> %s%s",
                      name, ce_id, referral_id, data["procedure"], ", ".join(sent), note)
         else:
             # referral.info_provided: attach the adviser's message to your case.
             # referral.cancelled: close your case, the citizen withdrew.
             # referral.reminder: the answer deadline has passed; escalate.
+            if name == "referral.cancelled":
+                self.cancelled.add(referral_id)
             log.info("handled %s ce_id=%s referral=%s (nothing to send)%s", name, ce_id, referral_id, note)
         self.seen.add(ce_id)
+
+    def open(self, name: str, data: dict[str, Any]) -> dict[str, Any]:
+        """The decrypted personal data of an inbox event, checked against its schema."""
+        personal = open_personal_data(data["personal_data"], self.key, data["referral_id"])
+        problems = self.contract.problems(self.contract.personal[name], personal)
+        if problems:
+            raise Skip(f"personal_data is not valid: {'; '.join(problems)}")
+        return personal
 
     def send(self, events: list[tuple[str, dict[str, Any]]]) -> list[str]:
         """Validates and produces the events, then waits until the broker has them all."""
@@ -369,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--operator", required=True, help="operator code, e.g. caf")
     parser.add_argument("--schemas", type=Path, default=Path("schemas"),
                         help="path to the Relais schemas/ folder (default: ./schemas)")
+    parser.add_argument("--private-key", type=Path, required=True,
+                        help="your private key (EC P-256 JWK) that opens the personal data")
     parser.add_argument("--group", help="consumer group id (default: operator-<code>-consumer)")
     parser.add_argument("--max-messages", type=int, help="exit after reading N records")
     parser.add_argument("--idle-exit", type=float, metavar="SECONDS",
@@ -381,6 +443,10 @@ def main(argv: list[str] | None = None) -> int:
     contract = Contract(args.schemas)
     if args.operator not in contract.operators:
         parser.error(f"unknown operator {args.operator!r}; the contract knows {', '.join(contract.operators)}")
+    try:
+        key = load_private_key(args.private_key)
+    except (OSError, ValueError) as exc:
+        parser.error(f"--private-key: {exc}")
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     group = args.group or f"operator-{args.operator}-consumer"
 
@@ -395,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     log.info("operator %s, bootstrap %s, group %s", args.operator, bootstrap, group)
-    OperatorConsumer(args.operator, bootstrap, group, contract).run(
+    OperatorConsumer(args.operator, bootstrap, group, contract, key).run(
         should_stop=lambda: bool(stopping), max_messages=args.max_messages, idle_exit=args.idle_exit)
     return 0
 

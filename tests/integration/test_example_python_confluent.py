@@ -19,7 +19,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from rfc3339_validator import validate_rfc3339
 
-from tests.support import TopicReader, eventually, headers, of_type, produce
+from tests.support import DEMO_KEYS, TopicReader, eventually, headers, of_type, produce, seal_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "python-confluent" / "operator_consumer.py"
@@ -40,12 +40,14 @@ def validator(name: str) -> Draft202012Validator:
 
 def routed_data(referral_id: str) -> dict[str, Any]:
     """The inbox-shape example of the schema, for dgfip."""
-    example = next(e for e in schema("referral.routed")["examples"] if "citizen" in e)
+    example = next(e for e in schema("referral.routed")["examples"] if "personal_data" in e)
     data = copy.deepcopy(example)
     data.update(referral_id=referral_id, visit_id=str(uuid.uuid4()), operator=OPERATOR,
-                procedure="dgfip.declaration-revenus", citizen=dict(CITIZEN),
-                summary="Première déclaration de revenus après un changement de situation ; "
-                        "besoin d'aide pour les revenus fonciers.")
+                procedure="dgfip.declaration-revenus",
+                personal_data=seal_for(OPERATOR, {
+                    "referral_id": referral_id, "citizen": dict(CITIZEN),
+                    "summary": "Première déclaration de revenus après un changement de situation ; "
+                               "besoin d'aide pour les revenus fonciers."}))
     data["consent"].update(given_to=OPERATOR,
                            scope="Identité et coordonnées transmises à la DGFiP pour la déclaration de revenus")
     return data
@@ -58,7 +60,7 @@ def test_the_example_imports_nothing_from_this_repository() -> None:
     modules |= {node.module.split(".")[0] for node in ast.walk(tree)
                 if isinstance(node, ast.ImportFrom) and node.module}
     third_party = modules - set(sys.stdlib_module_names) - {"__future__"}
-    assert third_party == {"confluent_kafka", "jsonschema"}
+    assert third_party == {"confluent_kafka", "jsonschema", "joserfc"}
 
 
 async def test_confluent_example_answers_routed_referrals(kafka_bootstrap: str, tmp_path: Path) -> None:
@@ -71,6 +73,7 @@ async def test_confluent_example_answers_routed_referrals(kafka_bootstrap: str, 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, str(EXAMPLE), "--operator", OPERATOR, "--schemas", str(SCHEMAS),
         "--group", f"example-{uuid.uuid4().hex[:8]}", "--idle-exit", "300",
+        "--private-key", str(DEMO_KEYS / f"{OPERATOR}.private.jwk.json"),
         cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     output: list[str] = []
 
@@ -81,7 +84,16 @@ async def test_confluent_example_answers_routed_referrals(kafka_bootstrap: str, 
 
     pump_task = asyncio.create_task(pump())
     try:
-        first, second, extra, elsewhere = (str(uuid.uuid4()) for _ in range(4))
+        first, second, extra, elsewhere, stolen, moved = (str(uuid.uuid4()) for _ in range(6))
+        # Personal data sealed for another operator, or copied from another referral:
+        # the example cannot (or must not) read it, and sends nothing.
+        await produce(kafka_bootstrap, INBOX, "referral.routed",
+                      routed_data(stolen) | {"personal_data": seal_for("caf", {
+                          "referral_id": stolen, "summary": "Pour la CAF.", "citizen": {}})},
+                      subject=stolen, source="/relais/referral")
+        await produce(kafka_bootstrap, INBOX, "referral.routed",
+                      routed_data(moved) | {"personal_data": routed_data(first)["personal_data"]},
+                      subject=moved, source="/relais/referral")
         twice = await produce(kafka_bootstrap, INBOX, "referral.routed", routed_data(first),
                               subject=first, source="/relais/referral")
         await produce(kafka_bootstrap, INBOX, "referral.routed", routed_data(first),
@@ -105,6 +117,8 @@ async def test_confluent_example_answers_routed_referrals(kafka_bootstrap: str, 
         async def all_read() -> bool:
             log_text = "".join(output)
             return (f"skipped duplicate referral.routed ce_id={twice.id}" in log_text
+                    and f"referral={stolen}: personal_data cannot be decrypted" in log_text
+                    and f"referral={moved}: personal_data belongs to another referral" in log_text
                     and f"skipped unknown event type {teleported.type} ce_id={teleported.id}" in log_text)
 
         async with TopicReader(kafka_bootstrap, OUTBOX) as reader:

@@ -16,7 +16,7 @@ from relais_kit.contract import load_contract
 from relais_kit.settings import REPO_ROOT
 from relais_referral.service_layer.overdue import flag_overdue
 from tests.referral_app import refer, referral_api, sign_in, status_is
-from tests.support import TopicReader, eventually, headers, of_type, produce
+from tests.support import TopicReader, eventually, headers, of_type, open_as, produce
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 CONTRACT = load_contract(REPO_ROOT / "schemas")
@@ -62,7 +62,7 @@ async def test_info_requested_then_provided_then_answered_then_closed(api, kafka
     response = await api.post(f"/api/v1/referrals/{referral_id}/info", json={"message": "Avis joint au dossier."})
     assert response.status_code == 200 and response.json()["status"] == "acknowledged"
     [provided] = await inbox_events(kafka_bootstrap, "operator.caf.inbox", referral_id, "referral.info_provided")
-    assert provided["message"] == "Avis joint au dossier." and provided["operator"] == "caf"
+    assert open_as("caf", provided)["message"] == "Avis joint au dossier." and provided["operator"] == "caf"
     await operator_says(kafka_bootstrap, "operator.answered", referral_id, outcome="appointment_offered",
                         appointment={"at": "2026-12-02T10:00:00+01:00", "place": "CAF d'Agen", "room": "B"},
                         message_to_citizen="Rendez-vous le 2 décembre.", message_to_adviser="RDV fixé.")
@@ -102,7 +102,7 @@ async def test_rejected_then_rerouted_to_the_suggested_operator(api, kafka_boots
     new = await eventually(lambda: status_is(api, new_id, "routed"), what="the new referral routed")
     assert new["supersedes_referral_id"] == referral_id and new["operator"] == "cnam"
     [inbox] = await inbox_events(kafka_bootstrap, "operator.cnam.inbox", new_id, "referral.routed")
-    assert inbox["summary"].startswith("Le montant")  # the rejected referral's summary, by default
+    assert open_as("cnam", inbox)["summary"].startswith("Le montant")  # the rejected referral's summary, by default
     old = (await api.get(f"/api/v1/referrals/{referral_id}")).json()
     assert old["status"] == "closed" and old["timeline"][-1]["detail"] == {"outcome": "rerouted"}
     [requested] = await inbox_events(kafka_bootstrap, "referrals", new_id, "referral.requested")

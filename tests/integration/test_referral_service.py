@@ -13,9 +13,10 @@ import pytest_asyncio
 
 from relais_kit.contract import load_contract
 from relais_kit.envelope import event_type
+from relais_kit.sealing import SealingError
 from relais_kit.settings import REPO_ROOT
 from tests.referral_app import REFERRAL, VISIT, refer, referral_api, status_is
-from tests.support import TopicReader, eventually, headers, of_type, produce, produce_raw
+from tests.support import TopicReader, eventually, headers, of_type, open_as, produce, produce_raw
 
 CONTRACT = load_contract(REPO_ROOT / "schemas")
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -41,7 +42,13 @@ async def test_a_referral_is_routed_to_the_operator_inbox_with_only_what_it_need
     assert h["ce_dataschema"].endswith("referral.routed.v1.json")
     data = json.loads(record.value)
     CONTRACT.check(h["ce_type"], data)
-    assert data["citizen"] == {"given_name": "Michel", "family_name": "Cordier", "birth_date": "1963-04-02"}
+    assert "Cordier" not in record.value.decode() and "citizen" not in data
+    personal = open_as("caf", data)  # sealed for CAF: only its private key opens it
+    CONTRACT.check_personal("referral.routed", personal)
+    assert personal["citizen"] == {"given_name": "Michel", "family_name": "Cordier", "birth_date": "1963-04-02"}
+    assert personal["summary"] == REFERRAL["summary"]
+    with pytest.raises(SealingError):
+        open_as("cnam", data)
     assert data["site"]["city"] == "Agen" and data["adviser"]["display_name"] == "Sophie Conseillère"
     body = await eventually(lambda: status_is(api, referral_id, "routed"), what="routed")
     assert [e["event"] for e in body["timeline"]] == ["requested", "routed"]

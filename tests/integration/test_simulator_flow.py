@@ -20,6 +20,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 from jsonschema import Draft202012Validator
 
+from tests.support import seal_for
+
 ROOT = Path(__file__).resolve().parents[2]
 SIMULATOR = ROOT / "simulator" / "operator_simulator.py"
 EVENTS = ROOT / "schemas" / "events"
@@ -46,6 +48,8 @@ def routed(operator: str, procedure: str, referral_id: str | None = None) -> dic
     data.update(referral_id=referral_id or str(uuid.uuid4()), visit_id=str(uuid.uuid4()),
                 operator=operator, procedure=procedure)
     data["consent"]["given_to"] = operator
+    data["personal_data"] = seal_for(operator, {"referral_id": data["referral_id"], "summary": "Demande d'aide.",
+                                                "citizen": {"given_name": "Nadia"}})
     validator("referral.routed").validate(data)
     return data
 
@@ -216,6 +220,13 @@ async def test_simulator_acknowledges_then_answers_routed_referrals(
         invalid = routed("caf", "caf.rsa", bad_id)
         del invalid["due_at"]
         await inboxes.send("referral.routed", invalid)
+        # Personal data sealed for another operator, or copied from another referral.
+        not_for_caf = routed("caf", "caf.rsa", bad_id)
+        not_for_caf["personal_data"] = routed("ants", "ants.permis", bad_id)["personal_data"]
+        await inboxes.send("referral.routed", not_for_caf)
+        moved = routed("caf", "caf.rsa", bad_id)
+        moved["personal_data"] = routed("caf", "caf.rsa")["personal_data"]
+        await inboxes.send("referral.routed", moved)
 
         caf_event_id = await inboxes.send("referral.routed", caf)
         await inboxes.send("referral.routed", ants)
@@ -249,7 +260,8 @@ async def test_simulator_acknowledges_then_answers_routed_referrals(
 
     logged = {entry["event"] for entry in sim.logs()}
     assert {"invalid_json_skipped", "invalid_envelope_skipped", "unknown_event_type_skipped",
-            "invalid_event_skipped", "unknown_fields_tolerated", "duplicate_skipped"} <= logged
+            "invalid_event_skipped", "unknown_fields_tolerated", "duplicate_skipped",
+            "personal_data_unreadable_skipped", "personal_data_of_another_referral_skipped"} <= logged
     assert all(value not in sim.output() for value in CITIZEN_VALUES), "personal data in the logs"
 
     assert await sim.terminate() == 0
@@ -269,7 +281,9 @@ async def test_cancelled_referral_gets_no_answer_and_reminders_are_read(
                                                   "operator": "justice", "cancelled_at": now})
         await inboxes.send("referral.info_provided", {"referral_id": withdrawn["referral_id"],
                                                       "operator": "justice", "provided_at": now,
-                                                      "message": "Avis d'imposition transmis."})
+                                                      "personal_data": seal_for("justice", {
+                                                          "referral_id": withdrawn["referral_id"],
+                                                          "message": "Avis d'imposition transmis."})})
         await inboxes.send("referral.reminder", {"referral_id": withdrawn["referral_id"],
                                                  "operator": "justice", "due_at": now, "overdue_since": now})
         # Answered after the withdrawn one would have been: when it is there, the other is not coming.

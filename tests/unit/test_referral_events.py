@@ -1,12 +1,15 @@
 from datetime import UTC, date, datetime
 
-from relais_kit.contract import load_contract
+import pytest
+
+from relais_kit.contract import ContractViolation, load_contract
 from relais_kit.envelope import event_type
 from relais_kit.settings import REPO_ROOT
 from relais_referral.domain import events
 from relais_referral.domain.catalogue import load_catalogue
 from relais_referral.domain.lifecycle import Status
 from relais_referral.domain.model import Citizen, PostalAddress, Referral, Site
+from tests.support import open_as, seal_for
 
 AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
 CITIZEN = Citizen("Michel", "Cordier", "email", date(1963, 4, 2), "michel@example.org", "0600000000",
@@ -26,13 +29,33 @@ def test_inbox_event_carries_only_what_the_procedure_needs():
     assert set(citizen) == {"given_name", "family_name", "birth_date"}
 
 
-def test_routed_to_inbox_is_valid_against_the_contract():
+def test_routed_to_inbox_is_valid_and_its_personal_data_is_sealed_for_the_operator():
     procedure = load_catalogue().procedure("ants", "ants.carte-grise.changement-adresse")
     assert procedure is not None
-    data = events.routed_to_inbox(REFERRAL, AT, SITE, "Sophie", CITIZEN, procedure)
+    personal = events.personal_routed(REFERRAL, CITIZEN, procedure)
+    CONTRACT.check_personal("referral.routed", personal)
+    assert personal["citizen"]["postal_address"]["city"] == "Pont-du-Casse"
+    assert "email" not in personal["citizen"]
+    data = events.routed_to_inbox(REFERRAL, AT, SITE, "Sophie", procedure, seal_for("ants", personal))
     CONTRACT.check(event_type("referral.routed"), data)
-    assert data["citizen"]["postal_address"]["city"] == "Pont-du-Casse"
-    assert "email" not in data["citizen"]
+    assert "Cordier" not in str(data) and "carte grise" not in str(data)
+    assert open_as("ants", data) == personal
+
+
+def test_info_provided_to_inbox_seals_the_message():
+    personal = events.personal_info_provided(REFERRAL, "Justificatif de domicile de mars, vu au guichet.")
+    CONTRACT.check_personal("referral.info_provided", personal)
+    data = events.info_provided_to_inbox(REFERRAL, AT, seal_for("ants", personal))
+    CONTRACT.check(event_type("referral.info_provided"), data)
+    assert "domicile" not in str(data)
+    assert open_as("ants", data)["message"] == personal["message"]
+
+
+def test_personal_data_that_breaks_its_schema_is_named_without_its_value():
+    personal = {"referral_id": REFERRAL.referral_id, "summary": "", "citizen": {"email": "Cordier"}}
+    with pytest.raises(ContractViolation) as caught:
+        CONTRACT.check_personal("referral.routed", personal)
+    assert "personal_data.summary" in caught.value.reason and "Cordier" not in caught.value.reason
 
 
 def test_lifecycle_events_on_referrals_carry_no_personal_data():

@@ -13,6 +13,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
+from tests.support import open_as
+
 ROOT = Path(__file__).parents[2]
 SCHEMAS = ROOT / "schemas"
 EVENT_FILES = sorted((SCHEMAS / "events").glob("*.v*.json"))
@@ -161,8 +163,15 @@ def test_extra_field_on_operator_acknowledged_is_accepted() -> None:
 
 def test_routed_on_referrals_carries_no_personal_data() -> None:
     lifecycle, inbox = example("referral.routed", 0), example("referral.routed", 1)
-    assert "inbox_topic" in lifecycle and "citizen" in inbox
-    assert not is_valid("referral.routed", lifecycle | {"citizen": inbox["citizen"]})
+    assert "inbox_topic" in lifecycle and "personal_data" in inbox
+    assert not is_valid("referral.routed", lifecycle | {"personal_data": inbox["personal_data"]})
+    # Personal data never travels in clear, not even on an inbox.
+    assert not is_valid("referral.routed", inbox | {"citizen": {"given_name": "Nadia"}})
+    assert not is_valid("referral.routed", inbox | {"summary": "Une demande."})
+    assert not is_valid("referral.routed", inbox | {"personal_data": "Nadia Dupont"})
+    unsealed = dict(inbox)
+    del unsealed["personal_data"]
+    assert not is_valid("referral.routed", unsealed)
 
 
 def test_routed_to_an_inbox_needs_consent() -> None:
@@ -173,8 +182,19 @@ def test_routed_to_an_inbox_needs_consent() -> None:
 
 def test_info_provided_message_only_in_the_inbox_shape() -> None:
     lifecycle, inbox = example("referral.info_provided", 0), example("referral.info_provided", 1)
-    assert not is_valid("referral.info_provided", lifecycle | {"message": inbox["message"]})
+    assert not is_valid("referral.info_provided", lifecycle | {"personal_data": inbox["personal_data"]})
+    assert not is_valid("referral.info_provided", inbox | {"message": "Revenus de janvier."})
     assert not is_valid("referral.info_provided", {k: inbox[k] for k in ("referral_id", "operator")})
+
+
+@pytest.mark.parametrize("name", ["referral.routed", "referral.info_provided"])
+def test_the_examples_personal_data_opens_with_the_caf_demo_key_to_its_schema(name: str) -> None:
+    inbox = example(name, 1)
+    plaintext = open_as("caf", inbox)
+    personal = json.loads((SCHEMAS / "personal" / f"{name}.v1.json").read_text())
+    Draft202012Validator.check_schema(personal)
+    Draft202012Validator(personal, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(plaintext)
+    assert plaintext == personal["examples"][0]
 
 
 def test_cancelled_accepts_both_shapes_but_not_half_of_one() -> None:

@@ -1,5 +1,6 @@
-"""The JSON Schemas of `schemas/events/`, keyed by CloudEvents type. Every service
-validates what it produces and what it consumes against them."""
+"""The JSON Schemas of `schemas/events/`, keyed by CloudEvents type, and of
+`schemas/personal/` (the plaintext of sealed personal data), keyed by event name.
+Every service validates what it produces and what it consumes against them."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ class Contract:
             self._ids[type_] = schema["$id"]
         if not self._validators:
             raise RuntimeError(f"no event schema found under {schemas_dir / 'events'}")
+        self._personal: dict[str, jsonschema_rs.Draft202012Validator] = {}
+        for path in sorted((schemas_dir / "personal").glob("*.v1.json")):
+            self._personal[path.name.removesuffix(".v1.json")] = jsonschema_rs.Draft202012Validator(
+                json.loads(path.read_text()), validate_formats=True)
 
     @property
     def types(self) -> frozenset[str]:
@@ -49,14 +54,15 @@ class Contract:
         validator = self._validators.get(type_)
         if validator is None:
             raise ContractViolation(f"unknown event type {type_!r}", "unknown_event_type")
-        try:
-            if validator.is_valid(data):
-                return
-            errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.instance_path])
-        except ValueError as exc:  # jsonschema-rs: "Recursion limit reached"
-            raise ContractViolation(f"data: cannot be checked ({exc})") from exc
-        if errors:
-            raise ContractViolation("; ".join(_describe(e) for e in errors[:3]))
+        _check(validator, data, "data")
+
+    def check_personal(self, name: str, plaintext: dict[str, Any]) -> None:
+        """The plaintext of `personal_data` in event `name` (before sealing, after
+        opening); raises ContractViolation naming the offending field."""
+        validator = self._personal.get(name)
+        if validator is None:
+            raise ContractViolation(f"no personal data schema for {name!r}", "unknown_event_type")
+        _check(validator, plaintext, "personal_data")
 
     def validate(self, event: CloudEvent) -> None:
         self.check(event.type, event.data)
@@ -71,14 +77,25 @@ class Contract:
         return replace(event, id=id) if id else event
 
 
+def _check(validator: jsonschema_rs.Draft202012Validator, data: dict[str, Any], root: str) -> None:
+    try:
+        if validator.is_valid(data):
+            return
+        errors = sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.instance_path])
+    except ValueError as exc:  # jsonschema-rs: "Recursion limit reached"
+        raise ContractViolation(f"{root}: cannot be checked ({exc})") from exc
+    if errors:
+        raise ContractViolation("; ".join(_describe(e, root) for e in errors[:3]))
+
+
 _SAFE_DETAILS = ("format", "pattern", "types", "limit", "options")
 
 
-def _describe(error: Any) -> str:
+def _describe(error: Any, root: str = "data") -> str:
     """Names the field and the rule it breaks, never the value: the value may be a
     citizen's name or address, and reasons end up in logs and dead-letter headers."""
     where = ".".join(str(p) for p in error.instance_path)
-    field = f"data.{where}" if where else "data"
+    field = f"{root}.{where}" if where else root
     kind = error.kind
     if kind.name in ("required", "additionalProperties", "unevaluatedProperties"):
         return f"{field}: {error.message}"  # names properties, not values

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from relais_kit.logs import configure_logging
 from relais_kit.runtime import Runtime, serving
+from relais_kit.sealing import OperatorKeys
 from relais_kit.topics import load_topics
 from relais_kit.web import prepare_app
 from relais_referral.domain.catalogue import load_catalogue
@@ -26,15 +27,17 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     settings = settings or ReferralSettings()
+    operators = load_topics(settings.topics_file).operators
+    # Fails at once, naming the operators concerned, if a key is missing or unusable.
+    keys = OperatorKeys.from_folder(settings.operator_keys_dir, operators)
 
     async def start(app: FastAPI) -> Runtime:
         runtime = await Runtime.start("referral", settings, MIGRATIONS, schema=settings.db_schema)
-        ctx = Context(runtime.contract, load_catalogue())
+        ctx = Context(runtime.contract, load_catalogue(), keys)
         app.state.context = ctx
         if not settings.production:
             async with runtime.pool.acquire() as conn:
                 await seed_demo_accounts(conn)
-        operators = load_topics(settings.topics_file).operators
         runtime.consume("relais-referral-router", ["referrals"], consumers.router_handlers(ctx))
         runtime.consume("relais-referral-operators", [f"operator.{o}.outbox" for o in operators],
                         consumers.operator_handlers(ctx))

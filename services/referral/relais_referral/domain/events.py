@@ -1,6 +1,7 @@
 """The data of the events the referral service publishes, built from the domain.
 What goes on `referrals` carries no personal data (but the answer's recipient);
-what goes to an operator's inbox carries only what the procedure needs."""
+what goes to an operator's inbox carries only what the procedure needs, its
+personal part sealed for that operator."""
 
 from __future__ import annotations
 
@@ -47,18 +48,24 @@ def routed(referral: Referral, at: datetime, inbox_topic: str) -> dict[str, Any]
 
 
 def routed_to_inbox(referral: Referral, at: datetime, site: Site, adviser_name: str,
-                    citizen: Citizen, procedure: Procedure) -> dict[str, Any]:
+                    procedure: Procedure, personal_data: str) -> dict[str, Any]:
+    """`personal_data` is `personal_routed(...)` sealed for the operator."""
     assert referral.due_at is not None
     data = lifecycle(referral, at, due_at=_time(referral.due_at))
     data["site"] = {"site_id": site.site_id, "name": site.name, "kind": site.kind,
                     "postcode": site.postcode, "city": site.city}
     data["adviser"] = {"adviser_id": referral.adviser_id, "display_name": adviser_name}
-    data["summary"] = referral.summary
     data["consent"] = {"given_at": _time(referral.consent_given_at),
                        "scope": f"Traitement de la démarche {procedure.label}",
                        "given_to": referral.operator}
-    data["citizen"] = citizen_for(citizen, procedure)
+    data["personal_data"] = personal_data
     return data
+
+
+def personal_routed(referral: Referral, citizen: Citizen, procedure: Procedure) -> dict[str, Any]:
+    """What only the operator may read (`schemas/personal/referral.routed.v1.json`)."""
+    return {"referral_id": referral.referral_id, "summary": referral.summary,
+            "citizen": citizen_for(citizen, procedure)}
 
 
 def citizen_for(citizen: Citizen, procedure: Procedure) -> dict[str, Any]:
@@ -87,9 +94,14 @@ def recipient(citizen: Citizen) -> dict[str, Any]:
     return data
 
 
-def info_provided_to_inbox(referral: Referral, at: datetime, message: str) -> dict[str, Any]:
+def info_provided_to_inbox(referral: Referral, at: datetime, personal_data: str) -> dict[str, Any]:
+    """`personal_data` is `personal_info_provided(...)` sealed for the operator."""
     return {"referral_id": referral.referral_id, "operator": referral.operator,
-            "provided_at": _time(at), "message": message}
+            "provided_at": _time(at), "personal_data": personal_data}
+
+
+def personal_info_provided(referral: Referral, message: str) -> dict[str, Any]:
+    return {"referral_id": referral.referral_id, "message": message}
 
 
 def cancelled_to_inbox(referral: Referral, at: datetime, reason: str | None) -> dict[str, Any]:

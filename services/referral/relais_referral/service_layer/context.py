@@ -9,6 +9,7 @@ import asyncpg
 
 from relais_kit import outbox
 from relais_kit.contract import Contract
+from relais_kit.sealing import OperatorKeys
 from relais_referral.domain.catalogue import Catalogue
 
 SOURCE = "/relais/referral"
@@ -18,6 +19,13 @@ SOURCE = "/relais/referral"
 class Context:
     contract: Contract
     catalogue: Catalogue
+    keys: OperatorKeys
+
+    def seal(self, name: str, operator: str, plaintext: dict[str, Any]) -> str:
+        """The personal data of event `name` for `operator`'s inbox, checked against
+        `schemas/personal/` then encrypted with the operator's registered key."""
+        self.contract.check_personal(name, plaintext)
+        return self.keys.seal(operator, plaintext)
 
     async def publish(self, conn: asyncpg.Connection, topic: str, name: str, subject: str,
                       data: dict[str, Any]) -> None:

@@ -52,8 +52,10 @@ async def provide_info(conn: asyncpg.Connection, ctx: Context, user: User, refer
     referral = _moved(await _own_referral(conn, user, referral_id), Move.PROVIDE_INFO)
     at = now()
     await _record(conn, ctx, user, referral, Move.PROVIDE_INFO, at)
+    sealed = ctx.seal("referral.info_provided", referral.operator,
+                      events.personal_info_provided(referral, message))
     await ctx.publish(conn, inbox_topic(referral.operator), "referral.info_provided", referral_id,
-                      events.info_provided_to_inbox(referral, at, message))
+                      events.info_provided_to_inbox(referral, at, sealed))
     await ctx.publish(conn, "referrals", "referral.info_provided", referral_id, events.lifecycle(referral, at))
     return referral
 

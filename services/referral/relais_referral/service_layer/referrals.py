@@ -77,8 +77,10 @@ async def route(conn: asyncpg.Connection, ctx: Context, referral_id: str) -> Non
     await store.add_to_timeline(conn, referral_id, "routed", referral.status, "platform", at,
                                 {"due_at": referral.due_at.isoformat() if referral.due_at else None})
     inbox = inbox_topic(referral.operator)
+    sealed = ctx.seal("referral.routed", referral.operator,
+                      events.personal_routed(referral, visit.citizen, procedure))
     await ctx.publish(conn, inbox, "referral.routed", referral_id,
-                      events.routed_to_inbox(referral, at, site, adviser_name, visit.citizen, procedure))
+                      events.routed_to_inbox(referral, at, site, adviser_name, procedure, sealed))
     await ctx.publish(conn, "referrals", "referral.routed", referral_id,
                       events.routed(referral, at, inbox))
 
