@@ -5,8 +5,9 @@ Uses the broker in KAFKA_BOOTSTRAP_SERVERS if set, else starts an embedded one o
 set, else an embedded one kept in `.data/postgres` (it survives restarts; the embedded
 broker does not). Service ports: RELAIS_REFERRAL_PORT (8000), RELAIS_SITES_PORT (8001),
 RELAIS_NOTIFICATIONS_PORT (8002), RELAIS_SMTP_PORT (8025). Simulated operators:
-RELAIS_SIMULATED_OPERATORS (unset = all, empty = none). Logs in `.data/logs`, mails in
-`.data/mail`.
+RELAIS_SIMULATED_OPERATORS (unset = all, empty = none), or RELAIS_LIVE_OPERATORS: the
+operators your own consumer (an example, the conformance kit) plays, every other one being
+simulated. Logs in `.data/logs`, mails in `.data/mail`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from pathlib import Path  # noqa: E402
 from types import FrameType  # noqa: E402
 
 from deploy.local.launcher import SERVICES, LocalPlatform, PlatformError, log_tail  # noqa: E402
+from relais_kit.topics import load_topics  # noqa: E402
 
 ROOT = Path(_ROOT)
 DATA = ROOT / ".data"
@@ -123,6 +125,9 @@ def banner(p: LocalPlatform) -> str:
         f"Database        {database}",
         f"Mail (SMTP)     smtp://127.0.0.1:{p.smtp_port}; every mail is kept as a .eml file in {p.mail_dir}",
         f"Operators       simulated: {simulated}",
+        *([f"                yours to play (RELAIS_LIVE_OPERATORS): {os.environ['RELAIS_LIVE_OPERATORS']}; "
+           f"demo private keys in deploy/demo/operator-keys/"]
+          if os.environ.get("RELAIS_LIVE_OPERATORS") and "RELAIS_SIMULATED_OPERATORS" not in os.environ else []),
         f"Logs            {p.log_dir}",
         "",
         f"Demo sign-in    demo-adviser / demo   (adviser at site {DEMO_SITE})",
@@ -148,9 +153,25 @@ def watch(p: LocalPlatform, reported: set[str]) -> None:
                   f"{log_tail(p.log_path(name), 15)}\n", file=sys.stderr, flush=True)
 
 
+def simulated_operators(environ: dict[str, str] | os._Environ[str]) -> str | None:
+    """RELAIS_SIMULATED_OPERATORS as given; else every operator but RELAIS_LIVE_OPERATORS
+    (None: all of them)."""
+    if "RELAIS_SIMULATED_OPERATORS" in environ:
+        return environ["RELAIS_SIMULATED_OPERATORS"]
+    live = {code.strip() for code in environ.get("RELAIS_LIVE_OPERATORS", "").split(",") if code.strip()}
+    if not live:
+        return None
+    operators = load_topics(ROOT / "deploy" / "topics.yaml").operators
+    unknown = sorted(live - set(operators))
+    if unknown:
+        raise SystemExit(f"RELAIS_LIVE_OPERATORS: unknown operator(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(operators)}")
+    return ",".join(code for code in operators if code not in live)
+
+
 def main() -> int:
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
-    simulated = os.environ.get("RELAIS_SIMULATED_OPERATORS")
+    simulated = simulated_operators(os.environ)
     platform = LocalPlatform(DATA, bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
                              database_url=os.environ.get("DATABASE_URL") or None,
                              ports="default", simulated_operators=simulated, demo_data=True)
