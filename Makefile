@@ -3,11 +3,18 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-export PYTHONPATH := libs/relais_kit:services/referral:services/sites:services/notifications:.
+export PYTHONPATH := libs/relais_kit:services/referral:services/sites:services/notifications:services/desk:.
 
 .PHONY: install run test test-unit test-integration test-e2e test-faults lint typecheck bench lock clean
 
-install: $(VENV)/.installed
+# npm projects: the DSFR styles of the operator desk, the Node.js operator example.
+NPM_PROJECTS := services/desk examples/node-kafkajs
+
+install: $(VENV)/.installed $(NPM_PROJECTS:%=%/node_modules/.package-lock.json)
+
+# `npm ci` installs exactly the lock file; its own copy of it marks the install done.
+%/node_modules/.package-lock.json: %/package-lock.json
+	cd $* && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 
 $(VENV)/.installed: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -48,4 +55,4 @@ lock: install
 	$(BIN)/pip freeze --exclude-editable > requirements.txt
 
 clean:
-	rm -rf .data $(VENV)
+	rm -rf .data $(VENV) $(NPM_PROJECTS:%=%/node_modules)

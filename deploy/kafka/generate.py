@@ -157,10 +157,12 @@ def expand(entry: str, topics: TopicsFile) -> list[str]:
 
 
 def operator_user(code: str, topics: TopicsFile) -> User:
-    acls = _topic_acls([topics.inbox(code)], [topics.outbox(code)])
+    # Write-only on its inbox's dead-letter twin: a consumer that refuses a record sets
+    # it aside there with the reason (the operator desk does), for Relais ops to read.
+    acls = _topic_acls([topics.inbox(code)], [topics.outbox(code), topics.inbox(code) + DLQ_SUFFIX])
     acls.append(Acl("group", operator_group_prefix(code), "prefix", ("Read",)))
     return User(operator_user_name(code),
-                f"operator {code}: reads its inbox, writes its outbox, nothing else",
+                f"operator {code}: reads its inbox, writes its outbox (and its inbox's dead letters), nothing else",
                 tuple(acls), operator=code)
 
 

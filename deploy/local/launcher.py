@@ -39,13 +39,15 @@ ROOT = Path(__file__).resolve().parents[2]
 TOPICS_FILE = ROOT / "deploy" / "topics.yaml"
 SIMULATOR = ROOT / "simulator" / "operator_simulator.py"
 PYTHONPATH = [ROOT / "libs" / "relais_kit", ROOT / "services" / "referral", ROOT / "services" / "sites",
-              ROOT / "services" / "notifications", ROOT]
+              ROOT / "services" / "notifications", ROOT / "services" / "desk", ROOT]
 
 # name -> (python module, port variable, default port)
 SERVICES: dict[str, tuple[str, str, int]] = {
     "referral": ("relais_referral", "RELAIS_REFERRAL_PORT", 8000),
     "sites": ("relais_sites", "RELAIS_SITES_PORT", 8001),
     "notifications": ("relais_notifications", "RELAIS_NOTIFICATIONS_PORT", 8002),
+    # Only with `desk_operator`: the operator desk, playing that operator.
+    "desk": ("relais_desk", "RELAIS_DESK_PORT", 8003),
 }
 DEFAULT_BROKER_PORT = 9092
 DEFAULT_SMTP_PORT = 8025
@@ -153,6 +155,7 @@ class LocalPlatform:
         simulated_operators: str | None = None,
         demo_data: bool = True,
         simulator_args: list[str] | None = None,
+        desk_operator: str | None = None,
         log_dir: Path | None = None,
         extra_env: dict[str, str] | None = None,
         health_timeout: float = 60.0,
@@ -165,6 +168,8 @@ class LocalPlatform:
         self.simulated_operators = simulated_operators
         self.demo_data = demo_data
         self.simulator_args = list(simulator_args or [])
+        self.desk_operator = desk_operator
+        self.services = {name: spec for name, spec in SERVICES.items() if name != "desk" or desk_operator}
         self.log_dir = Path(log_dir).resolve() if log_dir else self.data_dir / "logs"
         self.extra_env = dict(extra_env or {})
         self.health_timeout = health_timeout
@@ -246,16 +251,16 @@ class LocalPlatform:
         self.mailbox = Mailbox(self.data_dir / "mail", "127.0.0.1", self.smtp_port)
         self._spawn("mailbox", fresh_log=True)
         wait_for_port(self.smtp_port)
-        for name in SERVICES:  # all three at once, then wait for each
+        for name in self.services:  # all at once, then wait for each
             self._spawn(name, fresh_log=True)
-        for name in SERVICES:
+        for name in self.services:
             self._wait_service(name)
         if self.simulated_operators != "":
             self._spawn("simulator", fresh_log=True)
             self._wait_simulator()
 
     def _assign_ports(self) -> None:
-        for name, (_, variable, default) in SERVICES.items():
+        for name, (_, variable, default) in self.services.items():
             self.service_ports[name] = self._port(variable, default)
         self.smtp_port = self._port("RELAIS_SMTP_PORT", DEFAULT_SMTP_PORT)
         if self.embedded_broker:
@@ -272,7 +277,7 @@ class LocalPlatform:
     def planned_ports(self) -> dict[str, int]:
         """Before `start()` with ports="default": what each part will listen on (to
         check they are free)."""
-        found = {name: self._port(variable, default) for name, (_, variable, default) in SERVICES.items()}
+        found = {name: self._port(variable, default) for name, (_, variable, default) in self.services.items()}
         found["smtp"] = self._port("RELAIS_SMTP_PORT", DEFAULT_SMTP_PORT)
         if self.embedded_broker:
             found["broker"] = self._port("RELAIS_BROKER_PORT", DEFAULT_BROKER_PORT)
@@ -349,8 +354,10 @@ class LocalPlatform:
             "RELAIS_SMS_SPOOL": str(self.data_dir / "sms"),
         })
         env.setdefault("RELAIS_ENV", "dev")
-        for name, (_, variable, _) in SERVICES.items():
+        for name, (_, variable, _) in self.services.items():
             env[variable] = str(self.service_ports[name])
+        if self.desk_operator:
+            env["RELAIS_DESK_OPERATOR"] = self.desk_operator
         if self.simulated_operators is None:
             env.pop("RELAIS_SIMULATED_OPERATORS", None)
         else:
@@ -546,7 +553,7 @@ class LocalPlatform:
             steps: list[tuple[str, Callable[[], None]]] = []
             if "simulator" in self.processes:
                 steps.append(("simulator", lambda: self._terminate([self.processes["simulator"]])))
-            steps.append(("services", lambda: self._terminate([self.processes[n] for n in SERVICES
+            steps.append(("services", lambda: self._terminate([self.processes[n] for n in self.services
                                                                if n in self.processes])))
             if "mailbox" in self.processes:
                 steps.append(("mailbox", lambda: self._terminate([self.processes["mailbox"]])))

@@ -7,7 +7,9 @@ broker does not). Service ports: RELAIS_REFERRAL_PORT (8000), RELAIS_SITES_PORT 
 RELAIS_NOTIFICATIONS_PORT (8002), RELAIS_SMTP_PORT (8025). Simulated operators:
 RELAIS_SIMULATED_OPERATORS (unset = all, empty = none), or RELAIS_LIVE_OPERATORS: the
 operators your own consumer (an example, the conformance kit) plays, every other one being
-simulated. Logs in `.data/logs`, mails in `.data/mail`.
+simulated. The operator desk (RELAIS_DESK_PORT, 8003) plays RELAIS_DESK_OPERATOR
+(default `justice`; empty: no desk), which the simulator then leaves alone too. Logs in
+`.data/logs`, mails in `.data/mail`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import FrameType  # noqa: E402
 
-from deploy.local.launcher import SERVICES, LocalPlatform, PlatformError, log_tail  # noqa: E402
+from deploy.local.launcher import LocalPlatform, PlatformError, log_tail  # noqa: E402
 from relais_kit.topics import load_topics  # noqa: E402
 
 ROOT = Path(_ROOT)
@@ -42,7 +44,8 @@ DATA = ROOT / ".data"
 DEMO_SITE = "agen-leon-blum-poste"
 
 PORT_VARIABLES = {"referral": "RELAIS_REFERRAL_PORT", "sites": "RELAIS_SITES_PORT",
-                  "notifications": "RELAIS_NOTIFICATIONS_PORT", "smtp": "RELAIS_SMTP_PORT",
+                  "notifications": "RELAIS_NOTIFICATIONS_PORT", "desk": "RELAIS_DESK_PORT",
+                  "smtp": "RELAIS_SMTP_PORT",
                   "broker": "RELAIS_BROKER_PORT"}
 
 
@@ -115,16 +118,21 @@ def banner(p: LocalPlatform) -> str:
     rows = [("referral", p.referral_url, "the adviser API: sign in, visits, referrals"),
             ("sites", p.sites_url, "the France Services sites registry"),
             ("notifications", p.notifications_url, "what was sent to citizens and advisers")]
+    if p.desk_operator:
+        rows.append(("desk", p.url("desk"), f"the operator desk, playing {p.desk_operator}: "
+                                            f"demo-expert / demo"))
     lines = ["", "=" * 78, "Relais is running.", "",
              "Services (OpenAPI at /docs, health at /healthz):"]
     for name, url, what in rows:
-        lines.append(f"  {name:<14} {url}/docs   {url}/healthz   ({what})")
+        docs = f"{url}/docs" if name != "desk" else f"{url}/".ljust(len(url) + 5)
+        lines.append(f"  {name:<14} {docs}   {url}/healthz   ({what})")
     lines += [
         "",
         f"Broker          {broker}",
         f"Database        {database}",
         f"Mail (SMTP)     smtp://127.0.0.1:{p.smtp_port}; every mail is kept as a .eml file in {p.mail_dir}",
         f"Operators       simulated: {simulated}",
+        *([f"                played by the operator desk: {p.desk_operator}"] if p.desk_operator else []),
         *([f"                yours to play (RELAIS_LIVE_OPERATORS): {os.environ['RELAIS_LIVE_OPERATORS']}; "
            f"demo private keys in deploy/demo/operator-keys/"]
           if os.environ.get("RELAIS_LIVE_OPERATORS") and "RELAIS_SIMULATED_OPERATORS" not in os.environ else []),
@@ -153,12 +161,26 @@ def watch(p: LocalPlatform, reported: set[str]) -> None:
                   f"{log_tail(p.log_path(name), 15)}\n", file=sys.stderr, flush=True)
 
 
+DEFAULT_DESK_OPERATOR = "justice"
+
+
+def desk_operator(environ: dict[str, str] | os._Environ[str]) -> str | None:
+    """The operator the desk plays (RELAIS_DESK_OPERATOR; empty: no desk)."""
+    code = environ.get("RELAIS_DESK_OPERATOR", DEFAULT_DESK_OPERATOR).strip()
+    if code and code not in load_topics(ROOT / "deploy" / "topics.yaml").operators:
+        raise SystemExit(f"RELAIS_DESK_OPERATOR: unknown operator {code}")
+    return code or None
+
+
 def simulated_operators(environ: dict[str, str] | os._Environ[str]) -> str | None:
     """RELAIS_SIMULATED_OPERATORS as given; else every operator but RELAIS_LIVE_OPERATORS
-    (None: all of them)."""
+    and the desk's (None: all of them)."""
     if "RELAIS_SIMULATED_OPERATORS" in environ:
         return environ["RELAIS_SIMULATED_OPERATORS"]
     live = {code.strip() for code in environ.get("RELAIS_LIVE_OPERATORS", "").split(",") if code.strip()}
+    desk = desk_operator(environ)
+    if desk:
+        live.add(desk)
     if not live:
         return None
     operators = load_topics(ROOT / "deploy" / "topics.yaml").operators
@@ -174,7 +196,8 @@ def main() -> int:
     simulated = simulated_operators(os.environ)
     platform = LocalPlatform(DATA, bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
                              database_url=os.environ.get("DATABASE_URL") or None,
-                             ports="default", simulated_operators=simulated, demo_data=True)
+                             ports="default", simulated_operators=simulated, demo_data=True,
+                             desk_operator=desk_operator(os.environ))
     for leftover in platform.reap_leftovers():
         print(f"Stopped {leftover}, left running by an earlier `make run` that was killed.", flush=True)
     problems = busy_ports(platform)
@@ -188,7 +211,7 @@ def main() -> int:
     try:
         print("Starting Relais: " + ("embedded broker, " if platform.embedded_broker else "")
               + ("embedded PostgreSQL, " if platform.embedded_postgres else "")
-              + "topics, mailbox, " + ", ".join(SERVICES)
+              + "topics, mailbox, " + ", ".join(platform.services)
               + (", operator simulator" if simulated != "" else "") + " ...", flush=True)
         platform.start()
         print(banner(platform) + f"(ready in {time.monotonic() - started:.1f}s)", flush=True)

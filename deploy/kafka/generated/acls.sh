@@ -29,70 +29,81 @@ set -euo pipefail
 : "${KAFKA_PASSWORD_RELAIS_SITES:?set KAFKA_PASSWORD_RELAIS_SITES}"
 : "${KAFKA_PASSWORD_RELAIS_OPS:?set KAFKA_PASSWORD_RELAIS_OPS}"
 
-# operator-la-poste: operator la-poste: reads its inbox, writes its outbox, nothing else
+# operator-la-poste: operator la-poste: reads its inbox, writes its outbox (and its inbox's dead letters), nothing else
 kafka-configs.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --alter --add-config "SCRAM-SHA-512=[password=${KAFKA_PASSWORD_OPERATOR_LA_POSTE}]" --entity-type users --entity-name operator-la-poste
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-la-poste --allow-host '*' --topic 'operator.la-poste.inbox' --resource-pattern-type literal --operation Read --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-la-poste --allow-host '*' --topic 'operator.la-poste.outbox' --resource-pattern-type literal --operation Write --operation Describe
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-la-poste --allow-host '*' --topic 'operator.la-poste.inbox.dlq' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-la-poste --allow-host '*' --group 'operator-la-poste-' --resource-pattern-type prefixed --operation Read
 
-# operator-caf: operator caf: reads its inbox, writes its outbox, nothing else
+# operator-caf: operator caf: reads its inbox, writes its outbox (and its inbox's dead letters), nothing else
 kafka-configs.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --alter --add-config "SCRAM-SHA-512=[password=${KAFKA_PASSWORD_OPERATOR_CAF}]" --entity-type users --entity-name operator-caf
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-caf --allow-host '*' --topic 'operator.caf.inbox' --resource-pattern-type literal --operation Read --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-caf --allow-host '*' --topic 'operator.caf.outbox' --resource-pattern-type literal --operation Write --operation Describe
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-caf --allow-host '*' --topic 'operator.caf.inbox.dlq' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-caf --allow-host '*' --group 'operator-caf-' --resource-pattern-type prefixed --operation Read
 
-# operator-france-travail: operator france-travail: reads its inbox, writes its outbox, nothing else
+# operator-france-travail: operator france-travail: reads its inbox, writes its outbox (and its inbox's dead letters), nothing else
 kafka-configs.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --alter --add-config "SCRAM-SHA-512=[password=${KAFKA_PASSWORD_OPERATOR_FRANCE_TRAVAIL}]" --entity-type users --entity-name operator-france-travail
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-france-travail --allow-host '*' --topic 'operator.france-travail.inbox' --resource-pattern-type literal --operation Read --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-france-travail --allow-host '*' --topic 'operator.france-travail.outbox' --resource-pattern-type literal --operation Write --operation Describe
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-france-travail --allow-host '*' --topic 'operator.france-travail.inbox.dlq' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-france-travail --allow-host '*' --group 'operator-france-travail-' --resource-pattern-type prefixed --operation Read
 
-# operator-cnam: operator cnam: reads its inbox, writes its outbox, nothing else
+# operator-cnam: operator cnam: reads its inbox, writes its outbox (and its inbox's dead letters), nothing else
 kafka-configs.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --alter --add-config "SCRAM-SHA-512=[password=${KAFKA_PASSWORD_OPERATOR_CNAM}]" --entity-type users --entity-name operator-cnam
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-cnam --allow-host '*' --topic 'operator.cnam.inbox' --resource-pattern-type literal --operation Read --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-cnam --allow-host '*' --topic 'operator.cnam.outbox' --resource-pattern-type literal --operation Write --operation Describe
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-cnam --allow-host '*' --topic 'operator.cnam.inbox.dlq' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-cnam --allow-host '*' --group 'operator-cnam-' --resource-pattern-type prefixed --operation Read
 
-# operator-cnav: operator cnav: reads its inbox, writes its outbox, nothing else
+# operator-cnav: operator cnav: reads its inbox, writes its outbox (and its inbox's dead letters), nothing else
 kafka-configs.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --alter --add-config "SCRAM-SHA-512=[password=${KAFKA_PASSWORD_OPERATOR_CNAV}]" --entity-type users --entity-name operator-cnav
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-cnav --allow-host '*' --topic 'operator.cnav.inbox' --resource-pattern-type literal --operation Read --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-cnav --allow-host '*' --topic 'operator.cnav.outbox' --resource-pattern-type literal --operation Write --operation Describe
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-cnav --allow-host '*' --topic 'operator.cnav.inbox.dlq' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-cnav --allow-host '*' --group 'operator-cnav-' --resource-pattern-type prefixed --operation Read
 
-# operator-msa: operator msa: reads its inbox, writes its outbox, nothing else
+# operator-msa: operator msa: reads its inbox, writes its outbox (and its inbox's dead letters), nothing else
 kafka-configs.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --alter --add-config "SCRAM-SHA-512=[password=${KAFKA_PASSWORD_OPERATOR_MSA}]" --entity-type users --entity-name operator-msa
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-msa --allow-host '*' --topic 'operator.msa.inbox' --resource-pattern-type literal --operation Read --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-msa --allow-host '*' --topic 'operator.msa.outbox' --resource-pattern-type literal --operation Write --operation Describe
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-msa --allow-host '*' --topic 'operator.msa.inbox.dlq' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-msa --allow-host '*' --group 'operator-msa-' --resource-pattern-type prefixed --operation Read
 
-# operator-dgfip: operator dgfip: reads its inbox, writes its outbox, nothing else
+# operator-dgfip: operator dgfip: reads its inbox, writes its outbox (and its inbox's dead letters), nothing else
 kafka-configs.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --alter --add-config "SCRAM-SHA-512=[password=${KAFKA_PASSWORD_OPERATOR_DGFIP}]" --entity-type users --entity-name operator-dgfip
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-dgfip --allow-host '*' --topic 'operator.dgfip.inbox' --resource-pattern-type literal --operation Read --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-dgfip --allow-host '*' --topic 'operator.dgfip.outbox' --resource-pattern-type literal --operation Write --operation Describe
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-dgfip --allow-host '*' --topic 'operator.dgfip.inbox.dlq' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-dgfip --allow-host '*' --group 'operator-dgfip-' --resource-pattern-type prefixed --operation Read
 
-# operator-ants: operator ants: reads its inbox, writes its outbox, nothing else
+# operator-ants: operator ants: reads its inbox, writes its outbox (and its inbox's dead letters), nothing else
 kafka-configs.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --alter --add-config "SCRAM-SHA-512=[password=${KAFKA_PASSWORD_OPERATOR_ANTS}]" --entity-type users --entity-name operator-ants
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-ants --allow-host '*' --topic 'operator.ants.inbox' --resource-pattern-type literal --operation Read --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-ants --allow-host '*' --topic 'operator.ants.outbox' --resource-pattern-type literal --operation Write --operation Describe
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-ants --allow-host '*' --topic 'operator.ants.inbox.dlq' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-ants --allow-host '*' --group 'operator-ants-' --resource-pattern-type prefixed --operation Read
 
-# operator-justice: operator justice: reads its inbox, writes its outbox, nothing else
+# operator-justice: operator justice: reads its inbox, writes its outbox (and its inbox's dead letters), nothing else
 kafka-configs.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --alter --add-config "SCRAM-SHA-512=[password=${KAFKA_PASSWORD_OPERATOR_JUSTICE}]" --entity-type users --entity-name operator-justice
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-justice --allow-host '*' --topic 'operator.justice.inbox' --resource-pattern-type literal --operation Read --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-justice --allow-host '*' --topic 'operator.justice.outbox' --resource-pattern-type literal --operation Write --operation Describe
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-justice --allow-host '*' --topic 'operator.justice.inbox.dlq' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-justice --allow-host '*' --group 'operator-justice-' --resource-pattern-type prefixed --operation Read
 
-# operator-crous: operator crous: reads its inbox, writes its outbox, nothing else
+# operator-crous: operator crous: reads its inbox, writes its outbox (and its inbox's dead letters), nothing else
 kafka-configs.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --alter --add-config "SCRAM-SHA-512=[password=${KAFKA_PASSWORD_OPERATOR_CROUS}]" --entity-type users --entity-name operator-crous
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-crous --allow-host '*' --topic 'operator.crous.inbox' --resource-pattern-type literal --operation Read --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-crous --allow-host '*' --topic 'operator.crous.outbox' --resource-pattern-type literal --operation Write --operation Describe
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-crous --allow-host '*' --topic 'operator.crous.inbox.dlq' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-crous --allow-host '*' --group 'operator-crous-' --resource-pattern-type prefixed --operation Read
 
-# operator-banque-de-france: operator banque-de-france: reads its inbox, writes its outbox, nothing else
+# operator-banque-de-france: operator banque-de-france: reads its inbox, writes its outbox (and its inbox's dead letters), nothing else
 kafka-configs.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --alter --add-config "SCRAM-SHA-512=[password=${KAFKA_PASSWORD_OPERATOR_BANQUE_DE_FRANCE}]" --entity-type users --entity-name operator-banque-de-france
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-banque-de-france --allow-host '*' --topic 'operator.banque-de-france.inbox' --resource-pattern-type literal --operation Read --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-banque-de-france --allow-host '*' --topic 'operator.banque-de-france.outbox' --resource-pattern-type literal --operation Write --operation Describe
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-banque-de-france --allow-host '*' --topic 'operator.banque-de-france.inbox.dlq' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:operator-banque-de-france --allow-host '*' --group 'operator-banque-de-france-' --resource-pattern-type prefixed --operation Read
 
 # relais-referral: referral service: owns visits and referrals, routes to each operator inbox, reads operator outboxes, notifications and sites

@@ -39,14 +39,17 @@ class Runtime:
     relay: OutboxRelay
     loops: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     consumers: list[EventConsumer] = field(default_factory=list)
+    source_uri: str | None = None
 
     @property
     def source(self) -> str:
-        return f"/relais/{self.service}"
+        """`ce_source` of what this process publishes: `/relais/<service>`, unless it
+        speaks for someone else (the operator desk: `/operators/<code>`)."""
+        return self.source_uri or f"/relais/{self.service}"
 
     @classmethod
     async def start(cls, service: str, settings: PlatformSettings, migrations: Path,
-                    *, schema: str | None = None) -> Runtime:
+                    *, schema: str | None = None, source: str | None = None) -> Runtime:
         """Waits for the database and the broker as long as it takes (callers run this
         in the background: see `serving`)."""
         contract = load_contract(settings.schemas_dir)
@@ -59,8 +62,8 @@ class Runtime:
             await asyncio.wait([asyncio.ensure_future(producer.stop()), asyncio.ensure_future(pool.close())],
                                timeout=2)
             raise
-        relay = OutboxRelay(pool, producer, source=f"/relais/{service}")
-        runtime = cls(service, settings, contract, pool, producer, relay)
+        relay = OutboxRelay(pool, producer, source=source or f"/relais/{service}")
+        runtime = cls(service, settings, contract, pool, producer, relay, source_uri=source)
         runtime.supervise("outbox-relay", relay.run)
         return runtime
 

@@ -1,0 +1,54 @@
+"""The desk's settings, on top of the platform's. One desk process serves one
+operator: it holds that operator's Kafka credentials and private key."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from relais_kit.settings import REPO_ROOT, PlatformSettings
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # services/desk
+DEMO_KEYS = REPO_ROOT / "deploy" / "demo" / "operator-keys"
+_CODE = re.compile(r"^[a-z][a-z-]{1,40}$")
+
+
+class DeskSettings(PlatformSettings):
+    operator: str = Field(alias="RELAIS_DESK_OPERATOR")
+    port: int = Field(default=8003, alias="RELAIS_DESK_PORT")
+    host: str = Field(default="127.0.0.1", alias="RELAIS_HOST")
+    private_key: Path | None = Field(default=None, alias="RELAIS_DESK_PRIVATE_KEY")
+    # One schema per desk: two desks (two operators) on one database must not share an
+    # outbox (its relay publishes every row under one operator's name).
+    db_schema: str | None = Field(default=None, alias="RELAIS_DESK_DB_SCHEMA")
+    demo_data: bool = Field(default=False, alias="RELAIS_DEMO_DATA")
+    dsfr_dir: Path = Field(default=PACKAGE_ROOT / "node_modules" / "@gouvfr" / "dsfr" / "dist",
+                           alias="RELAIS_DESK_DSFR_DIR")
+    session_hours: float = Field(default=10.0, gt=0, le=24, alias="RELAIS_DESK_SESSION_HOURS")
+
+    @field_validator("operator")
+    @classmethod
+    def _operator_code(cls, value: str) -> str:
+        if not _CODE.match(value):
+            raise ValueError("RELAIS_DESK_OPERATOR must be an operator code such as `caf` or `justice`")
+        return value
+
+    def model_post_init(self, context: object) -> None:
+        super().model_post_init(context)
+        if self.production and self.private_key is None:
+            raise ValueError("RELAIS_DESK_PRIVATE_KEY must be set when RELAIS_ENV=production")
+        if self.production and self.private_key is not None \
+                and self.private_key.resolve().is_relative_to(DEMO_KEYS.resolve()):
+            raise ValueError("RELAIS_DESK_PRIVATE_KEY: the demo keys are refused when RELAIS_ENV=production")
+
+    @property
+    def schema_name(self) -> str:
+        return self.db_schema or f"desk_{self.operator.replace('-', '_')}"
+
+    @property
+    def key_file(self) -> Path:
+        if self.private_key is not None:
+            return self.private_key
+        return DEMO_KEYS / f"{self.operator}.private.jwk.json"
