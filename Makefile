@@ -5,10 +5,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PYTHONPATH := libs/relais_kit:services/referral:services/sites:services/notifications:services/desk:.
 
-.PHONY: install run test test-unit test-integration test-e2e test-faults lint typecheck bench lock clean
+.PHONY: install run test test-unit test-integration test-e2e test-faults lint typecheck contract contract-release bench lock clean
 
-# npm projects: the DSFR styles of the operator desk, the Node.js operator example.
-NPM_PROJECTS := services/desk examples/node-kafkajs
+# npm projects: the DSFR styles of the operator desk, the Node.js operator example, the
+# AsyncAPI validator and HTML generator of the contract guards.
+NPM_PROJECTS := services/desk examples/node-kafkajs tools/contract
 
 install: $(VENV)/.installed $(NPM_PROJECTS:%=%/node_modules/.package-lock.json)
 
@@ -25,7 +26,7 @@ $(VENV)/.installed: requirements.txt
 run: install
 	$(BIN)/python -m deploy.local.run
 
-test: install lint typecheck
+test: install lint typecheck contract
 	$(BIN)/pytest -q
 
 test-unit: install
@@ -45,7 +46,16 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy libs/relais_kit/relais_kit services simulator deploy/local deploy/kafka bench
+	$(BIN)/mypy libs/relais_kit/relais_kit services simulator deploy/local deploy/kafka bench tools/contract
+
+# The contract guards: AsyncAPI validation, compatibility with the last release
+# (schemas/released/), the HTML reference in build/contract/index.html.
+contract: install
+	bash tools/contract/check.sh
+
+# Snapshot the contract as released version VERSION (e.g. make contract-release VERSION=1.1.0).
+contract-release: install
+	$(BIN)/python tools/contract/compat.py release $(VERSION)
 
 bench: install
 	$(BIN)/python bench/bench.py
