@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-export PYTHONPATH := libs/relais_kit:services/referral:services/sites:services/notifications:services/desk:.
+export PYTHONPATH := libs/relais_kit:services/referral:services/sites:services/notifications:services/desk:conformance:.
 
 .PHONY: install run test test-unit test-integration test-e2e test-faults lint typecheck contract contract-release bench lock clean
 
@@ -46,7 +46,7 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy libs/relais_kit/relais_kit services simulator deploy/local deploy/kafka bench tools/contract
+	$(BIN)/mypy libs/relais_kit/relais_kit services simulator deploy/local deploy/kafka bench tools/contract conformance/relais_conformance
 
 # The contract guards: AsyncAPI validation, compatibility with the last release
 # (schemas/released/), the HTML reference in build/contract/index.html.

@@ -1,0 +1,5 @@
+import sys
+
+from relais_conformance.cli import main
+
+sys.exit(main())
