@@ -140,7 +140,7 @@ async def test_an_expert_handles_a_case_from_the_inbox_to_the_answer(
         assert anonymous.status_code == 303 and anonymous.headers["location"] == "/connexion"
         assert (await client.get("/healthz")).json()["status"] == "ok"
         assert (await client.get("/static/desk/desk.css")).status_code == 200
-        if (REPO_ROOT / "services/desk/node_modules/@gouvfr/dsfr/dist").is_dir():  # `npm ci` done
+        if (REPO_ROOT / "libs/relais_kit/node_modules/@gouvfr/dsfr/dist").is_dir():  # `npm ci` done
             assert (await client.get("/static/dsfr/dsfr.min.css")).status_code == 200
 
         await send_routed(kafka_bootstrap, referral_id, summary, family_name)

@@ -20,6 +20,7 @@ from relais_kit.logs import configure_logging, log
 from relais_kit.runtime import Runtime, serving
 from relais_kit.topics import load_topics
 from relais_kit.web import prepare_app
+from relais_kit.webui import mount_dsfr
 
 HERE = Path(__file__).parent
 MIGRATIONS = HERE / "migrations"
@@ -61,9 +62,5 @@ def create_app(settings: DeskSettings | None = None) -> FastAPI:
     prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))
     web.install(app, settings, key)
     app.mount("/static/desk", StaticFiles(directory=HERE / "static"), name="desk-static")
-    if settings.dsfr_dir.is_dir():
-        app.mount("/static/dsfr", StaticFiles(directory=settings.dsfr_dir), name="dsfr")
-    else:
-        log.warning("dsfr_missing", path=str(settings.dsfr_dir),
-                    hint="cd services/desk && npm ci: pages are served unstyled meanwhile")
+    mount_dsfr(app)
     return app

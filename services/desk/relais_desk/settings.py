@@ -10,7 +10,6 @@ from pydantic import Field, field_validator
 
 from relais_kit.settings import REPO_ROOT, PlatformSettings
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # services/desk
 DEMO_KEYS = REPO_ROOT / "deploy" / "demo" / "operator-keys"
 _CODE = re.compile(r"^[a-z][a-z-]{1,40}$")
 
@@ -24,8 +23,6 @@ class DeskSettings(PlatformSettings):
     # outbox (its relay publishes every row under one operator's name).
     db_schema: str | None = Field(default=None, alias="RELAIS_DESK_DB_SCHEMA")
     demo_data: bool = Field(default=False, alias="RELAIS_DEMO_DATA")
-    dsfr_dir: Path = Field(default=PACKAGE_ROOT / "node_modules" / "@gouvfr" / "dsfr" / "dist",
-                           alias="RELAIS_DESK_DSFR_DIR")
     session_hours: float = Field(default=10.0, gt=0, le=24, alias="RELAIS_DESK_SESSION_HOURS")
 
     @field_validator("operator")

@@ -5,26 +5,27 @@ every POST. The expert sees the personal data only here, decrypted for the page.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from fastapi.responses import Response
 
 from relais_desk.adapters import store
 from relais_desk.adapters.keys import OperatorKey, Undecryptable
-from relais_desk.domain import forms, inbox, sessions
+from relais_desk.domain import forms, inbox
 from relais_desk.domain.cases import ACTION_LABELS, STATUS_LABELS, Action, Status, allowed_actions
 from relais_desk.service_layer import accounts
 from relais_desk.service_layer.actions import Expert, act
 from relais_desk.settings import DeskSettings
+from relais_kit import webui
 from relais_kit.envelope import now
 from relais_kit.logs import log
 from relais_kit.runtime import Runtime
+from relais_kit.webui import CSRF_FIELD, Session, security_headers
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 PARIS = forms.PARIS
@@ -72,63 +73,35 @@ def iso(value: datetime) -> str:
 
 
 class Pages:
-    """Everything a page needs: settings, key, templates, the session key."""
+    """Everything a page needs: settings, key, and the kit's pages (templates, session
+    cookie keyed for this operator's desk only, CSRF token)."""
 
     def __init__(self, settings: DeskSettings, key: OperatorKey) -> None:
         self.settings = settings
         self.key = key
         self.operator = settings.operator
-        self.session_key = sessions.session_key(settings.jwt_secret, settings.operator)
         self.ttl = timedelta(hours=settings.session_hours)
-        self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True),
-                               trim_blocks=True, lstrip_blocks=True)
-        self.env.filters.update(fr_datetime=fr_datetime, fr_date=fr_date, iso=iso)
-        self.env.globals.update(
+        self.ui = webui.Pages(TEMPLATES, secret=settings.jwt_secret, label=f"desk:{settings.operator}",
+                              production=settings.production, ttl=self.ttl, cookie="relais_desk_session",
+                              globals=dict(
             operator=self.operator, operator_name=forms.OPERATORS.get(self.operator, self.operator),
             status_labels={s.value: label for s, label in STATUS_LABELS.items()},
             outcomes=forms.OUTCOMES, reason_codes=forms.REASON_CODES, operators=forms.OPERATORS,
-            timeline_labels=TIMELINE_LABELS, site_kinds=SITE_KINDS, action_labels=ACTION_LABELS,
-            csrf_field=sessions.CSRF_FIELD, dsfr=settings.dsfr_dir.is_dir())
+            timeline_labels=TIMELINE_LABELS, site_kinds=SITE_KINDS, action_labels=ACTION_LABELS))
+        self.env = self.ui.env
+        self.env.filters.update(fr_datetime=fr_datetime, fr_date=fr_date, iso=iso)
 
-    # -- session ---------------------------------------------------------------------------
-
-    def session(self, request: Request) -> sessions.Session:
-        """The visitor's session; a fresh anonymous one (set on the response) if none."""
-        known: sessions.Session | None = getattr(request.state, "session", None)
-        if known is not None:
-            return known
-        session = sessions.decode(request.cookies.get(sessions.COOKIE), self.session_key)
-        if session is None:
-            session = sessions.new_session(now(), self.ttl)
-            request.state.session_to_set = session
-        request.state.session = session
-        return session
-
-    def set_session(self, request: Request, session: sessions.Session) -> None:
-        request.state.session = session
-        request.state.session_to_set = session
-
-    def finish(self, request: Request, response: Response) -> Response:
-        session: sessions.Session | None = getattr(request.state, "session_to_set", None)
-        if session is not None:
-            response.set_cookie(sessions.COOKIE, sessions.encode(session, self.session_key),
-                                max_age=int(self.ttl.total_seconds()), path="/", httponly=True,
-                                samesite="lax", secure=self.settings.production)
-        return response
-
-    # -- responses -------------------------------------------------------------------------
+    def session(self, request: Request) -> Session:
+        return self.ui.session(request)
 
     def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
-        session = self.session(request)
-        html = self.env.get_template(template).render(
-            request=request, session=session, csrf_token=session.csrf, **context)
-        return self.finish(request, HTMLResponse(html, status_code=status_code))
+        return self.ui.render(request, template, status_code, **context)
 
     def redirect(self, request: Request, url: str) -> Response:
-        return self.finish(request, RedirectResponse(url, status_code=303))
+        return self.ui.redirect(request, url)
 
     def problem(self, request: Request, status_code: int, title: str, message: str) -> Response:
-        return self.render(request, "problem.html.j2", status_code, title=title, message=message)
+        return self.ui.problem(request, status_code, title, message)
 
     # -- personal data ---------------------------------------------------------------------
 
@@ -154,19 +127,7 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
     pages = Pages(settings, key)
     app.state.pages = pages
 
-    @app.middleware("http")
-    async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        if response.headers.get("content-type", "").startswith("text/html"):
-            response.headers.setdefault("Cache-Control", "no-store")
-            response.headers.setdefault("X-Frame-Options", "DENY")
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-            response.headers.setdefault("Referrer-Policy", "same-origin")
-            response.headers.setdefault(
-                "Content-Security-Policy",
-                "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self';"
-                " form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-        return response
+    security_headers(app)
 
     def signed_in(request: Request) -> Expert | None:
         session = pages.session(request)
@@ -178,8 +139,7 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
     async def checked_post(request: Request) -> tuple[dict[str, str], Response | None]:
         """The form of a POST, or a 403 page when its CSRF token is missing or wrong."""
         form = await _form(request)
-        if not sessions.csrf_ok(sessions.decode(request.cookies.get(sessions.COOKIE), pages.session_key),
-                                form.get(sessions.CSRF_FIELD)):
+        if not pages.ui.csrf_ok(request, form.get(CSRF_FIELD)):
             log.warning("csrf_refused", path=request.url.path)
             return form, pages.problem(request, 403, "Action refusée",
                                        "Ce formulaire a expiré ou ne vient pas de ce guichet. "
@@ -218,8 +178,7 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
             log.info("sign_in_refused")
             return pages.render(request, "signin.html.j2", 401, values={"username": user_id},
                                 errors={"_form": "Identifiant ou mot de passe incorrect."})
-        pages.set_session(request, sessions.new_session(now(), pages.ttl, user_id=expert.user_id,
-                                                        display_name=expert.display_name))
+        pages.ui.sign_in(request, expert.user_id, expert.display_name)
         log.info("signed_in", user=expert.user_id)
         return pages.redirect(request, "/dossiers")
 
@@ -228,7 +187,7 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
         _, refused = await checked_post(request)
         if refused:
             return refused
-        pages.set_session(request, sessions.new_session(now(), pages.ttl))
+        pages.ui.sign_out(request)
         return pages.redirect(request, "/connexion")
 
     def starting(request: Request) -> Response:

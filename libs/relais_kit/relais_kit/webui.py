@@ -1,0 +1,351 @@
+"""What every server-rendered UI of the platform shares (the operator desk, the
+adviser's pages of the referral service): a signed session cookie carrying a CSRF
+token, Jinja2 pages rendered with the session in their context, the security headers
+of HTML pages, and the French State design system (DSFR) served at /static/dsfr.
+
+The session is a JWT (HS256) signed with a key derived from RELAIS_JWT_SECRET and a
+label of the application (`desk:justice`, `referral-ui`…): it is never accepted as a
+bearer token by the platform's APIs, nor by another application. Anonymous visitors
+get a session too, so that the sign-in form is protected the same way; signing in
+issues a new one (no session fixation)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jwt
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from relais_kit.envelope import now
+from relais_kit.logs import log
+
+PARIS = ZoneInfo("Europe/Paris")
+CSRF_FIELD = "csrf_token"
+KIT_ROOT = Path(__file__).resolve().parents[1]  # libs/relais_kit: the npm project of the DSFR
+DSFR_DIR = Path(os.environ.get("RELAIS_DSFR_DIR") or KIT_ROOT / "node_modules" / "@gouvfr" / "dsfr" / "dist")
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self';"
+       " font-src 'self'; form-action 'self'{forms}; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+
+
+# -- the session (pure) ----------------------------------------------------------------------
+
+def session_key(secret: str, label: str) -> bytes:
+    """The key of one application's sessions, derived from the platform's secret."""
+    return hmac.new(secret.encode(), f"relais-ui-session:{label}".encode(), hashlib.sha256).digest()
+
+
+@dataclass(frozen=True)
+class Session:
+    csrf: str
+    expires_at: datetime
+    user_id: str | None = None
+    display_name: str | None = None
+    # What the application keeps besides (role, site, chosen place…): short strings.
+    data: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def signed_in(self) -> bool:
+        return self.user_id is not None
+
+    def get(self, name: str) -> str | None:
+        return self.data.get(name)
+
+    def with_data(self, **values: str | None) -> Session:
+        """A copy with `values` set (None removes a value); same CSRF token."""
+        data = dict(self.data)
+        for name, value in values.items():
+            if value is None:
+                data.pop(name, None)
+            else:
+                data[name] = value
+        return replace(self, data=data)
+
+
+def new_session(at: datetime, ttl: timedelta, *, user_id: str | None = None,
+                display_name: str | None = None, data: Mapping[str, str] | None = None) -> Session:
+    return Session(secrets.token_urlsafe(32), at + ttl, user_id, display_name, dict(data or {}))
+
+
+def encode(session: Session, key: bytes, audience: str) -> str:
+    claims: dict[str, object] = {"aud": audience, "csrf": session.csrf, "exp": session.expires_at}
+    if session.user_id is not None:
+        claims["sub"] = session.user_id
+        claims["name"] = session.display_name or session.user_id
+    if session.data:
+        claims["data"] = dict(session.data)
+    return jwt.encode(claims, key, algorithm="HS256")
+
+
+def decode(token: str | None, key: bytes, audience: str) -> Session | None:
+    """The session of a cookie, or None when it is missing, forged, expired or another
+    application's."""
+    if not token:
+        return None
+    try:
+        claims = jwt.decode(token, key, algorithms=["HS256"], audience=audience,
+                            options={"require": ["exp", "csrf", "aud"]})
+    except jwt.PyJWTError:
+        return None
+    csrf = claims.get("csrf")
+    if not isinstance(csrf, str) or len(csrf) < 32:
+        return None
+    user = claims.get("sub")
+    raw = claims.get("data")
+    data = {str(k): str(v) for k, v in raw.items() if v is not None} if isinstance(raw, dict) else {}
+    return Session(csrf, datetime.fromtimestamp(claims["exp"]).astimezone(),
+                   user if isinstance(user, str) else None,
+                   str(claims.get("name")) if isinstance(user, str) else None, data)
+
+
+def csrf_ok(session: Session | None, submitted: str | None) -> bool:
+    """The token of the form equals the session's (constant-time comparison)."""
+    if session is None or not submitted:
+        return False
+    return hmac.compare_digest(session.csrf.encode(), submitted.encode())
+
+
+def local_path(candidate: str | None, default: str = "/") -> str:
+    """Where to go after signing in: a path of this site only (no `//host`, no scheme),
+    else `default` — so a link cannot send the user elsewhere (open redirect)."""
+    if not candidate or not candidate.startswith("/") or candidate.startswith("//") \
+            or "\\" in candidate or any(ord(c) < 0x20 for c in candidate):
+        return default
+    return candidate
+
+
+# -- French dates ----------------------------------------------------------------------------
+
+WEEKDAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre",
+          "octobre", "novembre", "décembre")
+
+
+def _local(value: datetime | str) -> datetime:
+    at = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return at.astimezone(PARIS)
+
+
+def fr_datetime(value: datetime | str | None) -> str:
+    """`27/11/2026 à 18:00` (Paris time)."""
+    return "" if value is None or value == "" else _local(value).strftime("%d/%m/%Y à %H:%M")
+
+
+def fr_date(value: datetime | str | None) -> str:
+    return "" if value is None or value == "" else _local(value).strftime("%d/%m/%Y")
+
+
+def fr_long(value: datetime | str | None) -> str:
+    """`vendredi 27 novembre 2026 à 18 h 00` (Paris time)."""
+    if value is None or value == "":
+        return ""
+    at = _local(value)
+    return f"{WEEKDAYS[at.weekday()]} {at.day} {MONTHS[at.month - 1]} {at.year} à {at.hour} h {at.minute:02d}"
+
+
+def fr_day(value: datetime | str | None) -> str:
+    """`vendredi 27 novembre 2026`."""
+    if value is None or value == "":
+        return ""
+    at = _local(value)
+    return f"{WEEKDAYS[at.weekday()]} {at.day} {MONTHS[at.month - 1]} {at.year}"
+
+
+def fr_time(value: datetime | str | None) -> str:
+    return "" if value is None or value == "" else _local(value).strftime("%H:%M")
+
+
+def iso(value: datetime) -> str:
+    return _local(value).isoformat(timespec="minutes")
+
+
+# -- pages -----------------------------------------------------------------------------------
+
+class PageProblem(Exception):
+    """Raise from a route or a dependency: the problem page is shown with this status."""
+
+    def __init__(self, status_code: int, title: str, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(f"{status_code} {title}")
+        self.status_code = status_code
+        self.title = title
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+class RedirectTo(Exception):
+    """Raise from a route or a dependency: a 303 redirect to `url`."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+CSRF_REFUSED = ("Action refusée", "Ce formulaire a expiré ou ne vient pas de ce site. "
+                                  "Rechargez la page et recommencez.")
+
+
+class Pages:
+    """Renders the pages of one application and keeps its session cookie.
+
+    `label` names the application (it keys its sessions); `context` is called at every
+    render and its mapping is added to the template's context (e.g. the signed-in user);
+    `globals` are the templates' constants."""
+
+    def __init__(self, templates: Path | Iterable[Path], *, secret: str, label: str, production: bool,
+                 ttl: timedelta = timedelta(hours=10), cookie: str | None = None,
+                 problem_template: str = "problem.html.j2",
+                 context: Callable[[Request, Session], Mapping[str, Any]] | None = None,
+                 globals: Mapping[str, Any] | None = None) -> None:
+        folders = [templates] if isinstance(templates, Path) else list(templates)
+        self.label = label
+        self.audience = f"relais-ui:{label}"
+        self.key = session_key(secret, label)
+        self.production = production
+        self.ttl = ttl
+        self.cookie = cookie or ("__Host-" if production else "") + "relais_" + \
+            "".join(c if c.isalnum() else "_" for c in label) + "_session"
+        self.problem_template = problem_template
+        self.extra_context = context
+        self.env = Environment(loader=FileSystemLoader(folders), autoescape=select_autoescape(default=True),
+                               trim_blocks=True, lstrip_blocks=True)
+        self.env.filters.update(fr_datetime=fr_datetime, fr_date=fr_date, fr_long=fr_long, fr_day=fr_day,
+                                fr_time=fr_time, iso=iso)
+        self.env.globals.update(csrf_field=CSRF_FIELD, dsfr=DSFR_DIR.is_dir(), **dict(globals or {}))
+
+    # -- session ---------------------------------------------------------------------------
+
+    def session(self, request: Request) -> Session:
+        """The visitor's session; a fresh anonymous one (set on the response) if none."""
+        known: Session | None = getattr(request.state, "ui_session", None)
+        if known is not None:
+            return known
+        session = decode(request.cookies.get(self.cookie), self.key, self.audience)
+        if session is None:
+            session = new_session(now(), self.ttl)
+            request.state.ui_session_to_set = session
+        request.state.ui_session = session
+        return session
+
+    def set_session(self, request: Request, session: Session) -> None:
+        """Replace the session (sent with the response)."""
+        request.state.ui_session = session
+        request.state.ui_session_to_set = session
+
+    def sign_in(self, request: Request, user_id: str, display_name: str,
+                data: Mapping[str, str] | None = None) -> Session:
+        """A new session (new CSRF token) for the user."""
+        session = new_session(now(), self.ttl, user_id=user_id, display_name=display_name, data=data)
+        self.set_session(request, session)
+        return session
+
+    def sign_out(self, request: Request) -> None:
+        self.set_session(request, new_session(now(), self.ttl))
+
+    def finish(self, request: Request, response: Response) -> Response:
+        session: Session | None = getattr(request.state, "ui_session_to_set", None)
+        if session is not None:
+            response.set_cookie(self.cookie, encode(session, self.key, self.audience),
+                                max_age=int(self.ttl.total_seconds()), path="/", httponly=True,
+                                samesite="lax", secure=self.production)
+        return response
+
+    def csrf_ok(self, request: Request, submitted: str | None) -> bool:
+        """Checked against the cookie sent, not a session made for this request."""
+        return csrf_ok(decode(request.cookies.get(self.cookie), self.key, self.audience), submitted)
+
+    async def checked_form(self, request: Request) -> dict[str, str]:
+        """The POSTed form's text fields; raises PageProblem(403) when its CSRF token is
+        missing or wrong."""
+        data = await request.form()
+        form = {k: v for k, v in data.items() if isinstance(v, str)}
+        if not self.csrf_ok(request, form.get(CSRF_FIELD)):
+            log.warning("csrf_refused", path=request.url.path)
+            raise PageProblem(403, *CSRF_REFUSED)
+        return form
+
+    # -- responses -------------------------------------------------------------------------
+
+    def context(self, request: Request, **context: Any) -> dict[str, Any]:
+        session = self.session(request)
+        base: dict[str, Any] = {"request": request, "session": session, "csrf_token": session.csrf,
+                                "now": now().astimezone(PARIS)}
+        if self.extra_context is not None:
+            base.update(self.extra_context(request, session))
+        base.update(context)
+        return base
+
+    def render(self, request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
+        html = self.env.get_template(template).render(self.context(request, **context))
+        return self.finish(request, HTMLResponse(html, status_code=status_code))
+
+    def invalid(self, request: Request, template: str, errors: Mapping[str, str], **context: Any) -> Response:
+        """The form again, with 422 and `errors` (field name → French message)."""
+        return self.render(request, template, 422, errors=errors, **context)
+
+    def redirect(self, request: Request, url: str) -> Response:
+        return self.finish(request, RedirectResponse(url, status_code=303))
+
+    def problem(self, request: Request, status_code: int, title: str, message: str,
+                headers: Mapping[str, str] | None = None) -> Response:
+        response = self.render(request, self.problem_template, status_code, title=title, message=message)
+        response.headers.update(dict(headers or {}))
+        return response
+
+    def install_handlers(self, app: FastAPI) -> None:
+        """PageProblem and RedirectTo raised anywhere become the page / the redirect."""
+        async def on_problem(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, PageProblem)
+            return self.problem(request, exc.status_code, exc.title, exc.message, exc.headers)
+
+        async def on_redirect(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, RedirectTo)
+            return self.redirect(request, exc.url)
+
+        app.add_exception_handler(PageProblem, on_problem)
+        app.add_exception_handler(RedirectTo, on_redirect)
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+def security_headers(app: FastAPI, exempt: tuple[str, ...] = ("/docs", "/redoc"),
+                     form_targets: tuple[str, ...] = ()) -> None:
+    """HTML pages: not cached, not framed, own resources only. `exempt`: path prefixes
+    left alone (FastAPI's API documentation loads its scripts from a CDN).
+    `form_targets`: other origins a form may lead to, redirects included (an identity
+    provider's sign-in and sign-out)."""
+    csp = CSP.format(forms="".join(f" {origin}" for origin in form_targets))
+    @app.middleware("http")
+    async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        if response.headers.get("content-type", "").startswith("text/html") \
+                and not request.url.path.startswith(exempt):
+            response.headers.setdefault("Cache-Control", "no-store")
+            response.headers.setdefault("X-Frame-Options", "DENY")
+            response.headers.setdefault("X-Content-Type-Options", "nosniff")
+            response.headers.setdefault("Referrer-Policy", "same-origin")
+            response.headers.setdefault("Content-Security-Policy", csp)
+        return response
+
+
+def mount_dsfr(app: FastAPI, dsfr_dir: Path = DSFR_DIR) -> bool:
+    """/static/dsfr from the kit's npm project (`cd libs/relais_kit && npm ci --ignore-scripts`);
+    False (pages unstyled) when it is not installed."""
+    if any(getattr(r, "path", None) == "/static/dsfr" for r in app.routes):
+        return True
+    if not dsfr_dir.is_dir():
+        log.warning("dsfr_missing", path=str(dsfr_dir),
+                    hint="cd libs/relais_kit && npm ci --ignore-scripts: pages are served unstyled meanwhile")
+        return False
+    app.mount("/static/dsfr", StaticFiles(directory=dsfr_dir), name="dsfr")
+    return True
