@@ -5,11 +5,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PYTHONPATH := libs/relais_kit:services/referral:services/sites:services/notifications:services/desk:conformance:.
 
-.PHONY: install run test test-unit test-integration test-e2e test-faults lint typecheck contract contract-release bench lock clean
+.PHONY: install run test test-unit test-integration test-e2e test-faults test-browser screens chromium lint typecheck contract contract-release bench lock clean
 
-# npm projects: the DSFR styles of the operator desk, the Node.js operator example, the
+# npm projects: the DSFR styles of the server-rendered UIs (desk, adviser pages), the Node.js operator example, the
 # AsyncAPI validator and HTML generator of the contract guards.
-NPM_PROJECTS := services/desk examples/node-kafkajs tools/contract
+NPM_PROJECTS := libs/relais_kit examples/node-kafkajs tools/contract
 
 install: $(VENV)/.installed $(NPM_PROJECTS:%=%/node_modules/.package-lock.json)
 
@@ -26,8 +26,20 @@ $(VENV)/.installed: requirements.txt
 run: install
 	$(BIN)/python -m deploy.local.run
 
-test: install lint typecheck contract
+test: install chromium lint typecheck contract
 	$(BIN)/pytest -q
+
+# Debian's Chromium (and its French locale) for the browser tests; does nothing when present.
+chromium:
+	bash tests/browser/install-chromium.sh
+
+# Playwright driving headless Chromium through the pages; screenshots into docs/screens/.
+test-browser: install chromium
+	$(BIN)/pytest -q tests/browser
+
+# The same, saving the screenshots as the README's pictures.
+screens: install chromium
+	RELAIS_SCREENS_DIR=docs/screens $(BIN)/pytest -q tests/browser
 
 test-unit: install
 	$(BIN)/pytest -q tests/unit

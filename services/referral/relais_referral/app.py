@@ -15,7 +15,7 @@ from relais_kit.sealing import OperatorKeys
 from relais_kit.topics import load_topics
 from relais_kit.web import prepare_app
 from relais_referral.domain.catalogue import load_catalogue
-from relais_referral.entrypoints import consumers
+from relais_referral.entrypoints import consumers, ui
 from relais_referral.entrypoints.api import router
 from relais_referral.service_layer.accounts import seed_demo_accounts
 from relais_referral.service_layer.context import Context
@@ -58,4 +58,5 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     app.state.settings = settings
     prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))
     app.include_router(router)
+    ui.install(app, settings)  # the adviser's pages (HTML)
     return app

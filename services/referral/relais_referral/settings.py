@@ -14,9 +14,31 @@ class ReferralSettings(PlatformSettings):
     overdue_check_s: float = Field(default=60.0, gt=0, alias="RELAIS_OVERDUE_CHECK_S")
     # `<code>.public.jwk.json` per operator: the keys personal data is sealed with.
     operator_keys_dir: Path = Field(default=DEMO_OPERATOR_KEYS, alias="RELAIS_OPERATOR_KEYS_DIR")
+    # Sign-in of agents through OpenID Connect (ProConnect in production); off without an issuer.
+    oidc_issuer: str = Field(default="", alias="RELAIS_OIDC_ISSUER")
+    oidc_client_id: str = Field(default="", alias="RELAIS_OIDC_CLIENT_ID")
+    oidc_client_secret: str = Field(default="", alias="RELAIS_OIDC_CLIENT_SECRET")
+    oidc_redirect_url: str = Field(default="", alias="RELAIS_OIDC_REDIRECT_URL")  # …/connexion/proconnect/retour
+    oidc_scopes: str = Field(default="openid email given_name usual_name uid", alias="RELAIS_OIDC_SCOPES")
 
     def model_post_init(self, context: object) -> None:
         super().model_post_init(context)
         if self.production and self.operator_keys_dir.resolve() == DEMO_OPERATOR_KEYS.resolve():
             raise ValueError("RELAIS_OPERATOR_KEYS_DIR must name the operators' registered keys when "
                              "RELAIS_ENV=production (the demo keys are public)")
+        if self.oidc_enabled:
+            missing = [name for name, value in (("RELAIS_OIDC_CLIENT_ID", self.oidc_client_id),
+                                                ("RELAIS_OIDC_CLIENT_SECRET", self.oidc_client_secret),
+                                                ("RELAIS_OIDC_REDIRECT_URL", self.oidc_redirect_url)) if not value]
+            if missing:
+                raise ValueError(f"RELAIS_OIDC_ISSUER is set: {', '.join(missing)} must be set too")
+            if "openid" not in self.oidc_scopes.split():
+                raise ValueError("RELAIS_OIDC_SCOPES must include openid")
+            if self.production and not (self.oidc_issuer.startswith("https://")
+                                        and self.oidc_redirect_url.startswith("https://")):
+                raise ValueError("RELAIS_OIDC_ISSUER and RELAIS_OIDC_REDIRECT_URL must be https:// URLs "
+                                 "when RELAIS_ENV=production")
+
+    @property
+    def oidc_enabled(self) -> bool:
+        return bool(self.oidc_issuer.strip())

@@ -144,6 +144,15 @@ async def get_account(conn: Conn, user_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM accounts WHERE user_id = $1", user_id)
 
 
+async def get_account_by_email(conn: Conn, email: str) -> asyncpg.Record | None:
+    """The account whose e-mail is `email`, without case (accounts_by_email, 005_oidc.sql)."""
+    return await conn.fetchrow("SELECT * FROM accounts WHERE lower(email) = lower($1)", email.strip())
+
+
+async def set_account_email(conn: Conn, user_id: str, email: str | None) -> None:
+    await conn.execute("UPDATE accounts SET email = $2 WHERE user_id = $1", user_id, email)
+
+
 async def put_account(conn: Conn, user_id: str, password_hash: str, role: str,
                       site_id: str | None, display_name: str) -> None:
     await conn.execute(

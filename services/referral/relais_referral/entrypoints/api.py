@@ -26,7 +26,7 @@ from relais_referral.entrypoints.schemas import (
     VisitIn,
     VisitOut,
 )
-from relais_referral.service_layer import accounts, follow_up, referrals, visits
+from relais_referral.service_layer import accounts, audit, follow_up, referrals, scope, visits
 from relais_referral.service_layer.context import Context
 from relais_referral.service_layer.errors import Conflict, NotAllowed, NotFound
 
@@ -92,10 +92,10 @@ async def refer(request: Request, visit_id: UUID, body: ReferralIn, user: Advise
 async def get_referral(request: Request, referral_id: UUID, user: Adviser) -> ReferralOut:
     async with _pool(request).acquire() as conn:
         referral = await store.get_referral(conn, str(referral_id))
-        site = await store.get_site(conn, referral.site_id) if referral else None
-        if referral is None or not _may_see(user, referral.site_id, site):
+        if referral is None or not await scope.may_see(conn, user, referral.site_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"referral {referral_id} not found")
         entries = await store.timeline(conn, str(referral_id))
+        await audit.record(conn, user, referral.referral_id, "view")
     return ReferralOut(
         referral_id=UUID(referral.referral_id), visit_id=UUID(referral.visit_id),
         operator=referral.operator, procedure=referral.procedure, site_id=referral.site_id,
@@ -103,15 +103,6 @@ async def get_referral(request: Request, referral_id: UUID, user: Adviser) -> Re
         overdue=referral.overdue_at is not None,
         supersedes_referral_id=UUID(referral.supersedes_referral_id) if referral.supersedes_referral_id else None,
         timeline=entries)  # type: ignore[arg-type]
-
-
-def _may_see(user: User, site_id: str, site: object) -> bool:
-    """Advisers see their site's referrals (and its permanences'); ops and supervisors
-    see all (supervisors by department once departments are assigned)."""
-    if user.role in ("ops", "supervisor"):
-        return True
-    parent = getattr(site, "parent_site_id", None)
-    return user.site_id in (site_id, parent)
 
 
 CONFLICT: dict[int | str, dict[str, Any]] = {409: {"description": "The referral's current status does not allow this"}}

@@ -9,7 +9,7 @@ import asyncpg
 
 from relais_kit.consumer import Delivery, Handler
 from relais_kit.envelope import event_type
-from relais_referral.adapters import store
+from relais_referral.adapters import places, store
 from relais_referral.domain.model import Site
 from relais_referral.service_layer import referrals
 from relais_referral.service_layer.context import Context
@@ -49,6 +49,7 @@ def site_handlers() -> Mapping[str, Handler]:
         site = Site(data["site_id"], data["name"], data["kind"], address["postcode"], address["city"],
                     data["department"], frozenset(data["operators"]), data.get("parent_site_id"))
         await store.upsert_site(conn, site, datetime.fromisoformat(data["updated_at"]))
+        await places.set_schedule(conn, site.site_id, data.get("schedule") or [])
 
     async def on_retired(d: Delivery, conn: asyncpg.Connection) -> None:
         await store.retire_site(conn, d.event.data["site_id"], datetime.fromisoformat(d.event.data["retired_at"]))

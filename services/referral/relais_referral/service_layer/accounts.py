@@ -17,6 +17,8 @@ DEMO_ACCOUNTS = (
     ("demo-supervisor", "demo", "supervisor", None, "Claire Superviseure"),
     ("demo-ops", "demo", "ops", None, "Équipe d'exploitation"),
 )
+# The department a demo supervisor oversees (accounts.department, migration 003).
+DEMO_DEPARTMENTS = {"demo-supervisor": "47"}
 _hasher = PasswordHasher()
 
 
@@ -29,6 +31,9 @@ async def seed_demo_accounts(conn: asyncpg.Connection) -> None:
         existing = await store.get_account(conn, user_id)
         if existing is None:
             await store.put_account(conn, user_id, _hasher.hash(password), role, site_id, name)
+    for user_id, department in DEMO_DEPARTMENTS.items():
+        await conn.execute("UPDATE accounts SET department = $2 WHERE user_id = $1 AND department IS NULL",
+                           user_id, department)
 
 
 async def add_account(conn: asyncpg.Connection, user_id: str, password: str, role: str,
@@ -48,4 +53,7 @@ async def authenticate(conn: asyncpg.Connection, user_id: str, password: str,
         _hasher.verify(row["password_hash"], password)
     except (VerificationError, InvalidHashError):
         return None
-    return User(row["user_id"], row["role"], row["site_id"], row["display_name"])
+    # A supervisor's scope is a department: their token names it where an adviser's
+    # names a site (service_layer.scope reads either).
+    site = row["site_id"] if row["role"] != "supervisor" else (row["site_id"] or row.get("department"))
+    return User(row["user_id"], row["role"], site, row["display_name"])

@@ -16,7 +16,7 @@ from relais_referral.adapters import store
 from relais_referral.domain import events
 from relais_referral.domain.lifecycle import Actor, ForbiddenTransition, Move, Status
 from relais_referral.domain.model import Referral
-from relais_referral.service_layer import referrals
+from relais_referral.service_layer import audit, referrals
 from relais_referral.service_layer.context import Context, inbox_topic
 from relais_referral.service_layer.errors import Conflict, NotFound
 
@@ -52,6 +52,7 @@ async def provide_info(conn: asyncpg.Connection, ctx: Context, user: User, refer
     referral = _moved(await _own_referral(conn, user, referral_id), Move.PROVIDE_INFO)
     at = now()
     await _record(conn, ctx, user, referral, Move.PROVIDE_INFO, at)
+    await audit.record(conn, user, referral_id, "provide_info")
     sealed = ctx.seal("referral.info_provided", referral.operator,
                       events.personal_info_provided(referral, message))
     await ctx.publish(conn, inbox_topic(referral.operator), "referral.info_provided", referral_id,
@@ -66,6 +67,7 @@ async def cancel(conn: asyncpg.Connection, ctx: Context, user: User, referral_id
     referral = _moved(before, Move.CANCEL)
     at = now()
     await _record(conn, ctx, user, referral, Move.CANCEL, at, {"reason": reason} if reason else None)
+    await audit.record(conn, user, referral_id, "cancel")
     if before.status is not Status.REQUESTED:  # the operator has it: tell its inbox
         await ctx.publish(conn, inbox_topic(referral.operator), "referral.cancelled", referral_id,
                           events.cancelled_to_inbox(referral, at, reason))
@@ -77,6 +79,7 @@ async def cancel(conn: asyncpg.Connection, ctx: Context, user: User, referral_id
 async def close(conn: asyncpg.Connection, ctx: Context, user: User, referral_id: str,
                 outcome: str) -> Referral:
     referral = _moved(await _own_referral(conn, user, referral_id), Move.CLOSE)
+    await audit.record(conn, user, referral_id, "close")
     return await _close(conn, ctx, user, referral, outcome)
 
 
@@ -104,5 +107,6 @@ async def reroute(conn: asyncpg.Connection, ctx: Context, user: User, referral_i
                                            summary or old.summary, consent_given_at,
                                            supersedes=old.referral_id)
     await _close(conn, ctx, user, closed, "rerouted")
+    await audit.record(conn, user, referral_id, "reroute")
     structlog.contextvars.bind_contextvars(referral_id=new.referral_id)
     return new

@@ -19,6 +19,7 @@ from relais_referral.domain import events
 from relais_referral.domain.deadlines import due_at
 from relais_referral.domain.lifecycle import Actor, ForbiddenTransition, Move, Status
 from relais_referral.domain.model import Referral
+from relais_referral.service_layer import audit
 from relais_referral.service_layer.context import Context, inbox_topic
 from relais_referral.service_layer.errors import InvalidField, NotAllowed, NotFound
 from relais_referral.service_layer.visits import may_work_at
@@ -50,6 +51,7 @@ async def request_referral(conn: asyncpg.Connection, ctx: Context, user: User, v
                                 f"adviser:{user.user_id}", referral.requested_at)
     await ctx.publish(conn, "referrals", "referral.requested", referral.referral_id,
                       events.requested(referral))
+    await audit.record(conn, user, referral.referral_id, "refer")
     return referral
 
 

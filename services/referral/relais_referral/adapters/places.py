@@ -1,0 +1,80 @@
+"""Reads and writes of the adviser's pages: the schedule of the known sites, a site's
+permanences, today's visits, closing a visit. Callers own the transaction."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from asyncpg import Connection as Conn
+
+from relais_referral.adapters.store import _citizen
+from relais_referral.domain.model import Visit
+
+
+async def set_schedule(conn: Conn, site_id: str, schedule: list[dict[str, Any]]) -> None:
+    await conn.execute("UPDATE known_sites SET schedule = $2 WHERE site_id = $1",
+                       site_id, json.dumps(schedule, ensure_ascii=False))
+
+
+async def home_and_permanences(conn: Conn, home_id: str) -> list[dict[str, Any]]:
+    """The home site first, then the sites attached to it (not retired), by name."""
+    rows = await conn.fetch(
+        "SELECT site_id, name, kind, city, parent_site_id, schedule FROM known_sites"
+        " WHERE (site_id = $1 OR parent_site_id = $1) AND NOT retired"
+        " ORDER BY site_id <> $1, name", home_id)
+    return [{**dict(r), "schedule": json.loads(r["schedule"])} for r in rows]
+
+
+def _visit(row: Any) -> Visit:
+    return Visit(str(row["visit_id"]), row["site_id"], row["adviser_id"], row["channel"],
+                 _citizen(row["citizen"]), row["opened_at"])
+
+
+async def visits_between(conn: Conn, sites: list[str] | None, start: datetime, end: datetime) -> list[dict[str, Any]]:
+    """Visits opened in [start, end) at `sites` (None: every site), newest first, with
+    their resolution and how many referrals they led to."""
+    rows = await conn.fetch(
+        "SELECT v.*, s.name AS site_name,"
+        " (SELECT count(*) FROM referrals r WHERE r.visit_id = v.visit_id) AS referrals"
+        " FROM visits v LEFT JOIN known_sites s ON s.site_id = v.site_id"
+        " WHERE v.opened_at >= $1 AND v.opened_at < $2 AND ($3::text[] IS NULL OR v.site_id = ANY($3::text[]))"
+        " ORDER BY v.opened_at DESC LIMIT 200", start, end, sites)
+    return [{"visit": _visit(r), "site_name": r["site_name"], "resolution": r["resolution"],
+             "closed_at": r["closed_at"], "referrals": r["referrals"]} for r in rows]
+
+
+async def visit_state(conn: Conn, visit_id: str) -> dict[str, Any] | None:
+    row = await conn.fetchrow("SELECT closed_at, resolution FROM visits WHERE visit_id = $1", visit_id)
+    return dict(row) if row else None
+
+
+async def close_visit(conn: Conn, visit_id: str, resolution: str, at: datetime) -> bool:
+    """True when the visit was open (and is now closed)."""
+    done = await conn.execute(
+        "UPDATE visits SET closed_at = $3, resolution = $2 WHERE visit_id = $1 AND closed_at IS NULL",
+        visit_id, resolution, at)
+    return str(done).endswith(" 1")
+
+
+async def referrals_of_visit(conn: Conn, visit_id: str) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT referral_id, operator, procedure, status, requested_at, due_at, overdue_at FROM referrals"
+        " WHERE visit_id = $1 ORDER BY requested_at", visit_id)
+    return [dict(r) for r in rows]
+
+
+async def needing_attention(conn: Conn, sites: list[str] | None, department: str | None,
+                            at: datetime) -> list[dict[str, Any]]:
+    """Referrals the adviser should act on: information asked, rejected, answered, or
+    overdue (past due without an answer)."""
+    rows = await conn.fetch(
+        "SELECT r.referral_id, r.operator, r.procedure, r.status, r.site_id, r.requested_at, r.due_at,"
+        " r.overdue_at, s.name AS site_name FROM referrals r LEFT JOIN known_sites s ON s.site_id = r.site_id"
+        " WHERE ($1::text[] IS NULL OR r.site_id = ANY($1::text[]))"
+        " AND ($2::text IS NULL OR s.department = $2)"
+        " AND (r.status IN ('info_requested', 'rejected', 'answered')"
+        "      OR (r.status IN ('routed', 'acknowledged') AND (r.overdue_at IS NOT NULL OR r.due_at < $3)))"
+        " ORDER BY r.due_at NULLS LAST, r.requested_at LIMIT 200", sites, department, at)
+    return [dict(r) for r in rows]

@@ -1,0 +1,186 @@
+"""The pure parts of the referral page, the search, the statistics, the journal and the
+live feed of the adviser's UI: no I/O."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+from types import SimpleNamespace
+
+import pytest
+
+from relais_referral.domain.catalogue import load_catalogue
+from relais_referral.domain.lifecycle import Status
+from relais_referral.domain.model import Site
+from relais_referral.entrypoints.ui.referral_rules import actor_label, allowed_actions, check_reroute, refusal
+from relais_referral.service_layer import audit, live, stats
+from relais_referral.service_layer.scope import NOTHING, Scope
+from relais_referral.service_layer.search import Filters
+
+
+@pytest.mark.parametrize(("status", "wanted"), [
+    (Status.REQUESTED, ["annuler"]),
+    (Status.ROUTED, ["annuler"]),
+    (Status.INFO_REQUESTED, ["complement", "annuler"]),
+    (Status.ANSWERED, ["cloturer"]),
+    (Status.REJECTED, ["reorienter", "cloturer"]),
+    (Status.CLOSED, []),
+    (Status.CANCELLED, []),
+])
+def test_an_adviser_is_offered_the_moves_the_lifecycle_allows(status: Status, wanted: list[str]) -> None:
+    assert allowed_actions("adviser", status) == wanted
+
+
+@pytest.mark.parametrize("role", ["supervisor", "ops"])
+def test_supervisors_and_ops_are_offered_nothing(role: str) -> None:
+    assert all(allowed_actions(role, s) == [] for s in Status)
+
+
+def test_a_refusal_says_why_and_the_current_status_in_french() -> None:
+    assert refusal("cloturer", "routed") == ("Une demande se clôture après la réponse ou le refus de l'opérateur. "
+                                             "Cette demande est maintenant « Transmise à l'opérateur ».")
+
+
+def test_actors_are_named_for_people() -> None:
+    names = {"adviser:demo-adviser": "Sophie Conseillère"}
+    operators = {"caf": "Caisse d'allocations familiales"}
+    assert actor_label("adviser:demo-adviser", names, operators) == "Sophie Conseillère"
+    assert actor_label("adviser:gone", names, operators) == "gone"
+    assert actor_label("operator:caf", names, operators) == "Caisse d'allocations familiales"
+    assert actor_label("platform", names, operators) == "Relais"
+
+
+def test_the_reroute_form_names_each_wrong_field() -> None:
+    ctx = SimpleNamespace(catalogue=load_catalogue())
+    values, errors = check_reroute({"operator": "cnam", "procedure": "caf.rsa", "summary": " x\x00 "}, ctx)  # type: ignore[arg-type]
+    assert set(errors) == {"procedure", "summary", "consent"}
+    assert values["operator"] == "cnam"
+    _, errors = check_reroute({"operator": "nobody", "summary": "", "consent": "oui"}, ctx)  # type: ignore[arg-type]
+    assert set(errors) == {"operator", "summary"}
+    values, errors = check_reroute({"operator": "cnam", "procedure": "cnam.carte-vitale",
+                                    "summary": "  Carte perdue.\r\n ", "consent": "oui"}, ctx)  # type: ignore[arg-type]
+    assert errors == {} and values["summary"] == "Carte perdue."
+
+
+# -- statistics --------------------------------------------------------------------------------
+
+def test_periods_are_7_30_or_90_days() -> None:
+    assert [stats.parse_period(p) for p in ("7", "90", "30", "12", "", None, "-7", "abc")] == \
+        [7, 90, 30, 30, 30, 30, 30, 30]
+
+
+def test_rates_and_durations_for_people() -> None:
+    assert stats.rate(1, 4) == 25.0 and stats.rate(1, 3) == 33.3 and stats.rate(0, 0) is None
+    seconds = (None, 59, 8 * 60, 3 * 3600, 5 * 3600 + 12 * 60, 86400, 3 * 86400 + 4 * 3600)
+    assert [stats.duration_fr(s) for s in seconds] == ["—", "1 min", "8 min", "3 h", "5 h 12 min", "1 j", "3 j 4 h"]
+
+
+def test_referrals_by_operator_and_status_in_lifecycle_order() -> None:
+    table = stats.pivot([("caf", "closed", 2), ("ants", "routed", 1), ("caf", "routed", 3), ("caf", "routed", 1)])
+    assert table.operators == ["ants", "caf"]
+    assert table.statuses == ["routed", "closed"]
+    assert table.cells[("caf", "routed")] == 4
+    assert table.row_totals == {"ants": 1, "caf": 6} and table.column_totals == {"routed": 5, "closed": 2}
+    assert table.total == 7
+    assert stats.pivot([]).total == 0
+
+
+def test_first_visit_rate() -> None:
+    figures = stats.Figures(7, 4, 1, stats.pivot([]))
+    assert figures.first_visit_rate == 25.0
+    assert stats.Figures(7, 0, 0, stats.pivot([])).first_visit_rate is None
+
+
+# -- search, journal, scope --------------------------------------------------------------------
+
+def test_search_filters_keep_what_they_understand() -> None:
+    filters = Filters.parse({"statut": "routed", "operateur": "caf", "site": "agen-leon-blum-poste",
+                             "en_retard": "1", "reference": " AB12-", "page": "3"})
+    assert filters == Filters("routed", "caf", "agen-leon-blum-poste", True, "ab12-", 3)
+    assert filters.query(page=4) == {"statut": "routed", "operateur": "caf", "site": "agen-leon-blum-poste",
+                                     "en_retard": "1", "reference": "ab12-", "page": "4"}
+    assert Filters.parse({"statut": "whatever", "operateur": "x'; --", "reference": "zz", "page": "0"}) == Filters()
+    assert Filters().query(page=1) == {}
+
+
+def test_journal_filters() -> None:
+    filters, errors = audit.JournalFilters.parse({"demande": "ABC", "utilisateur": " demo-adviser ",
+                                                  "date": "22/11/2026", "page": "2"})
+    assert errors == {} and filters == audit.JournalFilters("abc", "demo-adviser", date(2026, 11, 22), 2)
+    assert audit.JournalFilters.parse({"date": "2026-11-22"})[0].day == date(2026, 11, 22)
+    filters, errors = audit.JournalFilters.parse({"demande": "pas une référence", "date": "31/02/2026"})
+    assert set(errors) == {"demande", "date"} and filters.referral_id == "" and filters.day is None
+
+
+def test_scopes_in_sql_and_for_one_site() -> None:
+    agen = Site("agen", "Agen", "post_office", "47000", "Agen", "47", frozenset())
+    assert Scope().where("r.site_id", "s.department") == ([], [])
+    assert Scope(department="47").where("r.site_id", "s.department", ["x"]) == (["s.department = $2"], ["x", "47"])
+    assert Scope(sites=frozenset({"b", "a"})).where("r.site_id", "s.department") == \
+        (["r.site_id = ANY($1::text[])"], [["a", "b"]])
+    assert Scope().covers("agen", agen) and Scope(department="47").covers("agen", agen)
+    assert not Scope(department="33").covers("agen", agen) and not Scope(department="47").covers("x", None)
+    assert Scope(sites=frozenset({"agen"})).covers("agen", agen) and not NOTHING.covers("agen", agen)
+
+
+# -- the live feed -------------------------------------------------------------------------------
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def test_the_feed_sends_growth_heartbeats_and_ends() -> None:
+    clock = Clock()
+    states = {0.0: live.Latest(5, "routed", False), 3.0: live.Latest(6, "answered", False)}
+    current = live.Latest(5, "routed", False)
+
+    async def read() -> live.Latest | None:
+        nonlocal current
+        current = states.get(clock.t, current)
+        return current
+
+    async def connected() -> bool:
+        return False
+
+    async def collect() -> list[str]:
+        return [chunk async for chunk in live.changes(read, 5, connected, poll_s=1, heartbeat_s=15,
+                                                       lasting_s=40, clock=clock, sleep=clock.sleep)]
+
+    chunks = asyncio.run(collect())
+    assert chunks[0] == "retry: 5000\n\n"
+    assert chunks[1] == 'event: chronologie\nid: 6\ndata: {"seq": 6, "status": "answered", "overdue": false}\n\n'
+    assert chunks[2:4] == [": toujours là\n\n"] * 2  # at 18 s and 33 s
+    assert chunks[-1] == "event: fin\ndata: {}\n\n" and len(chunks) == 5
+
+
+def test_the_feed_stops_when_the_browser_leaves_and_outlives_a_database_restart() -> None:
+    clock = Clock()
+    calls = 0
+
+    async def read() -> live.Latest | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionResetError("the database restarts")
+        return live.Latest(9, "answered", True)
+
+    async def gone() -> bool:
+        return clock.t >= 3
+
+    async def collect() -> list[str]:
+        return [chunk async for chunk in live.changes(read, 0, gone, clock=clock, sleep=clock.sleep)]
+
+    chunks = asyncio.run(collect())
+    assert chunks == ["retry: 5000\n\n", 'event: chronologie\nid: 9\ndata: {"seq": 9, "status": "answered", '
+                                         '"overdue": true}\n\n']
+
+
+def test_where_the_browser_stands() -> None:
+    assert live.since("12", "3") == 12 and live.since(None, "3") == 3 and live.since("x", "") == 0
