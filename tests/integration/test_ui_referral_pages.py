@@ -346,6 +346,11 @@ async def test_search_filters_and_scopes(api: httpx.AsyncClient, kafka_bootstrap
     async with web(api, "demo-supervisor") as supervisor:  # department 47
         seen = listed(await supervisor.get("/demandes"))
         assert {caf, ants, late} <= seen and elsewhere not in seen
+    async with pool(api).acquire() as conn:  # a supervisor whose department was never set
+        await accounts.add_account(conn, "lost-supervisor", "demo", "supervisor", None, "Superviseur sans département")
+    async with web(api, "lost-supervisor") as lost:
+        assert listed(await lost.get("/demandes")) & {caf, ants, late, elsewhere} == set()
+        assert (await lost.get(f"/demandes/{caf}")).status_code == 404
     async with web(api, "demo-ops") as ops:
         assert {caf, elsewhere} <= listed(await ops.get("/demandes"))
         assert listed(await ops.get(f"/demandes?reference={elsewhere}")) == {elsewhere}

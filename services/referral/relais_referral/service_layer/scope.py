@@ -47,7 +47,10 @@ async def scope_of(conn: asyncpg.Connection, user: User) -> Scope:
     if user.role == "ops":
         return Scope()
     if user.role == "supervisor":
-        return Scope(department=await _department(conn, user.site_id))
+        department = await _department(conn, user.site_id)
+        # An account with no department sees nothing rather than every department
+        # (that is the ops role's).
+        return Scope(department=department) if department else NOTHING
     if user.role == "adviser" and user.site_id:
         rows = await conn.fetch("SELECT site_id FROM known_sites WHERE parent_site_id = $1", user.site_id)
         return Scope(sites=frozenset({user.site_id, *(r["site_id"] for r in rows)}))
@@ -56,7 +59,7 @@ async def scope_of(conn: asyncpg.Connection, user: User) -> Scope:
 
 async def _department(conn: asyncpg.Connection, site_or_department: str | None) -> str | None:
     """A supervisor's department: the one of the site their account names, or the
-    department code itself; none assigned (None) means every department."""
+    department code itself; None when none is assigned."""
     if not site_or_department:
         return None
     site = await store.get_site(conn, site_or_department)
