@@ -122,6 +122,7 @@ def banner(p: LocalPlatform) -> str:
         rows.append(("desk", p.url("desk"), f"the operator desk, playing {p.desk_operator}: "
                                             f"demo-expert / demo"))
     lines = ["", "=" * 78, "Relais is running.", "",
+             f"Adviser's screens  {p.referral_url}/   (sign in as demo-adviser / demo)", "",
              "Services (OpenAPI at /docs, health at /healthz):"]
     for name, url, what in rows:
         docs = f"{url}/docs" if name != "desk" else f"{url}/".ljust(len(url) + 5)
@@ -138,8 +139,10 @@ def banner(p: LocalPlatform) -> str:
           if os.environ.get("RELAIS_LIVE_OPERATORS") and "RELAIS_SIMULATED_OPERATORS" not in os.environ else []),
         f"Logs            {p.log_dir}",
         "",
-        f"Demo sign-in    demo-adviser / demo   (adviser at site {DEMO_SITE})",
-        f"                POST {p.referral_url}/api/v1/auth/token, or 'Authorize' in {p.referral_url}/docs",
+        f"Demo sign-in    demo-adviser / demo   (adviser at site {DEMO_SITE} and its permanences);",
+        "                also demo-adviser-martignas, demo-supervisor (department 47), demo-ops (read-only);",
+        f"                in the pages at {p.referral_url}/, or for the API: POST {p.referral_url}/api/v1/auth/token,",
+        f"                or 'Authorize' in {p.referral_url}/docs",
         "",
         "Try it (bash; copy and paste). Right after a first start, a 422 naming site_id means the demo",
         "sites are still on their way to the referral service: try again a few seconds later.",
