@@ -293,3 +293,29 @@ async def test_what_the_desk_cannot_take_is_dead_lettered_and_closed_cases_refus
         assert (await client.get("/dossiers/not-a-uuid")).status_code == 404
         assert await db.fetchval(f"SELECT count(*) FROM {SCHEMA}.cases WHERE referral_id = ANY($1::uuid[])",
                                  [foreign, moved]) == 0
+
+
+async def test_the_inbox_is_paged_most_urgent_first(
+        monkeypatch: pytest.MonkeyPatch, database_url: str, kafka_bootstrap: str) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(53)]
+    async with running_desk(monkeypatch, database_url, kafka_bootstrap) as (client, db):
+        await sign_in(client)
+        for n, referral_id in enumerate(ids):  # the last one sent is due first
+            await send_routed(kafka_bootstrap, referral_id, "Demande à traiter.", "Martin",
+                              due_in=timedelta(days=60 - n))
+
+        async def all_received() -> int | None:
+            count = await db.fetchval(f"SELECT count(*) FROM {SCHEMA}.cases WHERE referral_id = ANY($1::uuid[])", ids)
+            return count if count == len(ids) else None
+
+        await eventually(all_received, what="the 53 cases in the desk")
+        total = await db.fetchval(f"SELECT count(*) FROM {SCHEMA}.cases")
+        first = await client.get("/dossiers")
+        shown = re.findall(r'href="/dossiers/([0-9a-f-]{36})"', first.text)
+        assert len(shown) == 50 and f"{total} dossiers" in first.text and "page 1 sur 2" in first.text
+        assert shown[0] == ids[-1]  # the most urgent first
+        assert "Page suivante" in first.text and "Page précédente" not in first.text
+        second = await client.get("/dossiers?page=2")
+        rest = re.findall(r'href="/dossiers/([0-9a-f-]{36})"', second.text)
+        assert len(rest) == total - 50 and not set(rest) & set(shown) and "Page précédente" in second.text
+        assert (await client.get("/dossiers?page=abc")).text.count('href="/dossiers/') >= 50  # page 1

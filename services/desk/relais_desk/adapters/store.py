@@ -112,12 +112,16 @@ async def timeline(conn: asyncpg.Connection, referral_id: str) -> list[TimelineE
             for r in rows]
 
 
-async def inbox(conn: asyncpg.Connection, *, status: Status | None, limit: int = 500) -> list[Case]:
+async def inbox(conn: asyncpg.Connection, *, status: Status | None, limit: int = 50,
+                offset: int = 0) -> tuple[list[Case], int]:
+    """One page of cases, the open ones first, the most urgent first; and how many in all."""
+    wanted = status.value if status else None
     rows = await conn.fetch(
         "SELECT * FROM cases WHERE ($1::text IS NULL OR status = $1)"
-        " ORDER BY (status IN ('answered', 'rejected', 'cancelled')), due_at, received_at LIMIT $2",
-        status.value if status else None, limit)
-    return [_case(r) for r in rows]
+        " ORDER BY (status IN ('answered', 'rejected', 'cancelled')), due_at, received_at, referral_id"
+        " LIMIT $2 OFFSET $3", wanted, limit, offset)
+    total = await conn.fetchval("SELECT count(*) FROM cases WHERE ($1::text IS NULL OR status = $1)", wanted)
+    return [_case(r) for r in rows], int(total)
 
 
 async def note_view(conn: asyncpg.Connection, referral_id: str, user_id: str) -> None:

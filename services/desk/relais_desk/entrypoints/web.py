@@ -55,6 +55,7 @@ TIMELINE_LABELS: dict[str, str] = {
 }
 SITE_KINDS = {"fixed": "Espace France Services", "post_office": "Bureau de poste",
               "mobile_permanence": "Permanence itinérante", "bus": "Bus France Services"}
+PAGE_SIZE = 50  # cases per inbox page
 
 
 def fr_datetime(value: datetime | str | None) -> str:
@@ -209,15 +210,17 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
         return expert, runtime
 
     @app.get("/dossiers", include_in_schema=False)
-    async def inbox_page(request: Request, statut: str = "") -> Response:
+    async def inbox_page(request: Request, statut: str = "", page: str = "1") -> Response:
         ready = at_work(request)
         if isinstance(ready, Response):
             return ready
         expert, runtime = ready
         wanted = Status(statut) if statut in Status.__members__.values() else None
+        number = max(1, min(int(page), 10_000)) if page.isdigit() else 1
         async with runtime.pool.acquire() as conn:
-            cases = await store.inbox(conn, status=wanted)
-        return pages.render(request, "inbox.html.j2", cases=cases, statut=wanted.value if wanted else "",
+            cases, total = await store.inbox(conn, status=wanted, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE)
+        return pages.render(request, "inbox.html.j2", cases=cases, total=total, page=number,
+                            pages_count=max(1, -(-total // PAGE_SIZE)), statut=wanted.value if wanted else "",
                             at=now(), expert=expert)
 
     async def case_page(request: Request, runtime: Runtime, expert: Expert, referral_id: str, *,
