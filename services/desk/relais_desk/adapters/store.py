@@ -15,23 +15,13 @@ from relais_desk.domain.inbox import RoutedCase
 
 
 @dataclass(frozen=True)
-class Case:
-    referral_id: str
+class Case(RoutedCase):
+    """A case as the desk keeps it: what the routed event said, and where it stands."""
     operator: str
-    visit_id: str
-    procedure: str
-    site_id: str
-    site: dict[str, Any]
-    adviser_id: str
-    adviser: dict[str, Any]
-    consent: dict[str, Any]
-    routed_at: datetime
     received_at: datetime
-    due_at: datetime
     status: Status
     overdue_since: datetime | None
     case_reference: str | None
-    personal_data: str
 
     def overdue(self, at: datetime) -> bool:
         return self.overdue_since is not None or (self.status not in _DONE and self.due_at <= at)

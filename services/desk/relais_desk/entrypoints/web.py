@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ from relais_kit.runtime import Runtime
 from relais_kit.webui import CSRF_FIELD, Session, security_headers
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
-PARIS = forms.PARIS
 
 # URL slug → action, and what the page says once it is sent.
 SLUGS: dict[str, Action] = {
@@ -58,19 +57,6 @@ SITE_KINDS = {"fixed": "Espace France Services", "post_office": "Bureau de poste
 PAGE_SIZE = 50  # cases per inbox page
 
 
-def fr_datetime(value: datetime | str | None) -> str:
-    if value is None or value == "":
-        return ""
-    at = inbox.when(value) if isinstance(value, str) else value
-    return at.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M")
-
-
-def fr_date(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone(PARIS).strftime("%d/%m/%Y")
-
-
-def iso(value: datetime) -> str:
-    return value.astimezone(PARIS).isoformat(timespec="minutes")
 
 
 class Pages:
@@ -89,8 +75,7 @@ class Pages:
             status_labels={s.value: label for s, label in STATUS_LABELS.items()},
             outcomes=forms.OUTCOMES, reason_codes=forms.REASON_CODES, operators=forms.OPERATORS,
             timeline_labels=TIMELINE_LABELS, site_kinds=SITE_KINDS, action_labels=ACTION_LABELS))
-        self.env = self.ui.env
-        self.env.filters.update(fr_datetime=fr_datetime, fr_date=fr_date, iso=iso)
+        self.env = self.ui.env  # French date filters come with the kit's pages
 
     def session(self, request: Request) -> Session:
         return self.ui.session(request)

@@ -109,9 +109,7 @@ def check_visit(form: Mapping[str, str], today: date) -> Checked:
     except ValidationError as exc:
         for error in exc.errors():
             loc = [str(p) for p in error.get("loc", ())]
-            name = {"email": "email", "phone": "phone", "street": "street", "postcode": "postcode",
-                    "city": "city", "birth_date": "birth_date", "given_name": "given_name",
-                    "family_name": "family_name"}.get(loc[-1] if loc else "", "contact_channel")
+            name = loc[-1] if loc and loc[-1] in VISIT_FIELDS else "contact_channel"
             errors.setdefault(name, "Cette valeur n'est pas acceptée.")
         return Checked(errors=errors)
     c = checked.contact
