@@ -65,17 +65,19 @@ PLATFORM_USERS: tuple[PlatformUser, ...] = (
     PlatformUser(
         "relais-referral",
         "referral service: owns visits and referrals, routes to each operator inbox, "
-        "reads operator outboxes, notifications and sites",
-        reads=("referrals", "notifications", "sites", "operator.{operator}.outbox"),
-        writes=("visits", "referrals", "operator.{operator}.inbox"),
+        "reads operator outboxes, notifications and sites; writes privacy requests and "
+        "its ops tooling reads the answers",
+        reads=("referrals", "notifications", "sites", "privacy", "operator.{operator}.outbox"),
+        writes=("visits", "referrals", "privacy", "operator.{operator}.inbox"),
         group_prefix="relais-referral-",
         dead_letters_of_reads=True,
     ),
     PlatformUser(
         "relais-notifications",
-        "notifications service: reads referrals, writes notifications",
-        reads=("referrals",),
-        writes=("notifications",),
+        "notifications service: reads referrals, writes notifications; reads privacy "
+        "requests and writes its answers",
+        reads=("referrals", "privacy"),
+        writes=("notifications", "privacy"),
         group_prefix="relais-notifications",
         dead_letters_of_reads=True,
     ),

@@ -103,14 +103,14 @@ def test_platform_users(topics: TopicsFile, users: dict[str, generate.User]) -> 
     sources = set(topics.names()) - dlqs
 
     referral = users["relais-referral"]
-    assert readable(referral) == {"referrals", "notifications", "sites"} | outboxes
-    assert writable(referral) == ({"visits", "referrals"} | inboxes
+    assert readable(referral) == {"referrals", "notifications", "sites", "privacy"} | outboxes
+    assert writable(referral) == ({"visits", "referrals", "privacy"} | inboxes
                                   | {f"{t}.dlq" for t in readable(referral)})
     assert all(a.pattern_type == "literal" for a in referral.acls if a.resource_type == "topic")
 
     notifications = users["relais-notifications"]
-    assert readable(notifications) == {"referrals"}
-    assert writable(notifications) == {"notifications", "referrals.dlq"}
+    assert readable(notifications) == {"referrals", "privacy"}
+    assert writable(notifications) == {"notifications", "privacy", "referrals.dlq", "privacy.dlq"}
 
     sites = users["relais-sites"]
     assert readable(sites) == set()
@@ -125,6 +125,21 @@ def test_platform_users(topics: TopicsFile, users: dict[str, generate.User]) -> 
     assert groups == {"relais-referral": [("relais-referral-", "prefix")],
                       "relais-notifications": [("relais-notifications", "prefix")],
                       "relais-sites": [], "relais-ops": []}
+
+
+def test_privacy_is_for_the_platform_only(topics: TopicsFile, users: dict[str, generate.User]) -> None:
+    # Erasure and access requests and answers (sealed personal data): short-lived, and
+    # no operator may read or write them.
+    spec = {t.name: t for t in topics.topics}["privacy"]
+    assert spec.partitions == 3
+    assert spec.config["retention.ms"] == "604800000"   # 7 days
+    on_privacy = {u.name: topic_ops(u)["privacy"] for u in users.values() if "privacy" in topic_ops(u)}
+    assert on_privacy == {"relais-referral": {"Read", "Write", "Describe"},
+                          "relais-notifications": {"Read", "Write", "Describe"},
+                          "relais-ops": {"Write", "Describe"}}   # replay of its dead letters
+    for code in topics.operators:
+        names = {a.name for a in users[f"operator-{code}"].acls}
+        assert not {n for n in names if n.startswith("privacy")}, code
 
 
 def test_service_groups_are_covered_by_their_prefix() -> None:

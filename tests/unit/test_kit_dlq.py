@@ -67,6 +67,18 @@ def test_replay_refuses_without_a_source_or_onto_an_unknown_or_dlq_topic():
         dlq.to_replay(letter(topic="referrals.dlq"))
 
 
+def test_replay_goes_back_to_the_dead_letter_topics_own_source_never_where_a_header_says():
+    # A record forged on operator.caf.inbox.dlq (operators may write there) claiming to
+    # come from `referrals`: replaying it would have put it on the lifecycle log.
+    forged = DeadLetter(DeadLetterId("operator.caf.inbox.dlq", 0, 0), b"r-1", b"{}",
+                        (*ORIGINAL, ("dlq_topic", b"referrals"), ("dlq_error", b"x")))
+    with pytest.raises(DlqError, match=r"can only go back to 'operator\.caf\.inbox'"):
+        dlq.to_replay(forged, known_topics=TOPICS.names())
+    honest = DeadLetter(DeadLetterId("operator.caf.inbox.dlq", 0, 1), b"r-1", b"{}",
+                        (*ORIGINAL, ("dlq_topic", b"operator.caf.inbox"), ("dlq_error", b"x")))
+    assert dlq.to_replay(honest, known_topics=TOPICS.names()).topic == "operator.caf.inbox"
+
+
 def test_select_filters_by_error_and_since_and_limit_keeps_the_most_recent():
     a = letter("invalid_json", offset=0, when="2026-11-20T10:00:00+00:00")
     b = letter("schema_violation", offset=1, when="2026-11-20T11:00:00+01:00")  # 10:00 UTC, after a by id

@@ -82,15 +82,35 @@ def test_french_dates() -> None:
     assert webui.fr_long(None) == ""
 
 
+class MemorySessions:
+    """A fake of the server-side session registry (the real one is a table)."""
+
+    def __init__(self) -> None:
+        self.alive_ids: dict[str, str] = {}
+
+    async def open(self, user_id: str, ttl: timedelta) -> str:
+        session_id = f"s{len(self.alive_ids) + 1}-{user_id}"
+        self.alive_ids[session_id] = user_id
+        return session_id
+
+    async def alive(self, session_id: str, user_id: str) -> bool:
+        return self.alive_ids.get(session_id) == user_id
+
+    async def end(self, session_id: str) -> None:
+        self.alive_ids.pop(session_id, None)
+
+
 @pytest.fixture
 def app(tmp_path: Path) -> FastAPI:
     (tmp_path / "problem.html.j2").write_text("<h1>{{ title }}</h1><p>{{ message }}</p>")
     (tmp_path / "form.html.j2").write_text(
         '<form><input name="csrf_token" value="{{ csrf_token }}">{{ errors.get("name", "") }}'
         '{{ who }}</form>')
-    pages = webui.Pages(tmp_path, secret=SECRET, label=LABEL, production=False,
+    registry = MemorySessions()
+    pages = webui.Pages(tmp_path, secret=SECRET, label=LABEL, production=False, registry=lambda request: registry,
                         context=lambda request, session: {"who": session.user_id or "anonyme"})
     app = FastAPI()
+    app.state.registry = registry
     pages.install_handlers(app)
     webui.security_headers(app)
 
@@ -103,7 +123,13 @@ def app(tmp_path: Path) -> FastAPI:
         data = await pages.checked_form(request)
         if not data.get("name"):
             return pages.invalid(request, "form.html.j2", {"name": "Indiquez le nom."})
-        pages.sign_in(request, data["name"], data["name"])
+        await pages.sign_in(request, data["name"], data["name"])
+        return pages.redirect(request, "/form")
+
+    @app.post("/out")
+    async def out(request: Request) -> Response:
+        await pages.checked_form(request)
+        await pages.sign_out(request)
         return pages.redirect(request, "/form")
 
     @app.get("/missing")
@@ -143,6 +169,31 @@ async def test_pages_csrf_errors_redirects_and_headers(app: FastAPI) -> None:
         assert away.status_code == 303 and away.headers["location"] == "/form"
 
 
+async def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(app: FastAPI) -> None:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ui") as client:
+        token = (await client.get("/form")).text.split('value="')[1].split('"')[0]
+        await client.post("/form", data={"csrf_token": token, "name": "sophie"})
+        copied = dict(client.cookies)
+        page = await client.get("/form")
+        assert "sophie" in page.text
+        token = page.text.split('value="')[1].split('"')[0]
+        assert (await client.post("/out", data={"csrf_token": token})).status_code == 303
+    assert app.state.registry.alive_ids == {}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ui",
+                                 cookies=copied) as thief:
+        again = await thief.get("/form")
+        assert "sophie" not in again.text and "anonyme" in again.text
+
+
+async def test_a_signed_in_cookie_without_a_live_server_session_is_anonymous(app: FastAPI) -> None:
+    key = webui.session_key(SECRET, LABEL)
+    forged = webui.new_session(webui.now(), timedelta(hours=1), user_id="sophie", display_name="Sophie")
+    cookie = {"relais_test_ui_session": webui.encode(forged, key, f"relais-ui:{LABEL}")}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ui",
+                                 cookies=cookie) as client:
+        assert "anonyme" in (await client.get("/form")).text
+
+
 async def test_forms_may_lead_only_to_the_named_identity_provider() -> None:
     app = FastAPI()
     webui.security_headers(app, form_targets=("https://auth.example.gouv.fr",))
@@ -157,5 +208,5 @@ async def test_forms_may_lead_only_to_the_named_identity_provider() -> None:
 
 
 def test_the_cookie_is_secure_in_production(tmp_path: Path) -> None:
-    pages = webui.Pages(tmp_path, secret=SECRET, label=LABEL, production=True)
+    pages = webui.Pages(tmp_path, secret=SECRET, label=LABEL, production=True, registry=lambda request: None)
     assert pages.cookie.startswith("__Host-") and pages.production

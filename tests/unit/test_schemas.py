@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
+from joserfc import jwe
+from joserfc.jwk import ECKey
 from jsonschema import Draft202012Validator
 
 from tests.support import open_as
@@ -21,6 +23,17 @@ EVENT_FILES = sorted((SCHEMAS / "events").glob("*.v*.json"))
 ID_PREFIX = "https://relais.franceservices.fr/schemas/events/"
 OPERATOR_WRITTEN = {"operator.acknowledged", "operator.info_requested", "operator.rejected",
                     "operator.answered"}
+PRIVACY = {"personal_data.erasure_requested", "personal_data.erased",
+           "personal_data.access_requested", "personal_data.access_answered"}
+PERSONAL_FILES = sorted((SCHEMAS / "personal").glob("*.v*.json"))
+PERSONAL_ID_PREFIX = "https://relais.franceservices.fr/schemas/personal/"
+# The private half of `reply_key` in the `personal_data.access_requested` example, for which
+# the `personal_data.access_answered` example is sealed: a demo key, public here, like the
+# operators' demo keys. A real reply key is a one-off key of the ops command that asks.
+DEMO_REPLY_KEY: dict[str, str | list[str]] = {"kty": "EC", "crv": "P-256", "kid": "ops-access-5a8d2c41",
+                  "x": "ekGS9lLSqvRkf0pidzTU8GQNx-M_0lxSW33IoW5DZBA",
+                  "y": "lYsJ2bVA6mGGWVME91VMNzpaId7rAPIeSeFYh9gZ9nY",
+                  "d": "08n9b6-RXPlJthx1Qx6WCJyJA4Pi45h9zNrXENGzmqw"}
 
 R1 = "3f1c9e2a-7b4d-4c8e-9a51-2d6f0b8e4c17"
 
@@ -72,9 +85,25 @@ def test_every_event_of_the_catalogue_has_a_schema() -> None:
         "referral.acknowledged", "referral.info_requested", "referral.info_provided",
         "referral.rejected", "referral.answered", "referral.closed", "referral.cancelled",
         "referral.overdue", "referral.reminder", "notification.sent", "notification.failed",
-        "site.upserted", "site.retired", *OPERATOR_WRITTEN,
+        "site.upserted", "site.retired", *OPERATOR_WRITTEN, *PRIVACY,
     }
     assert {event_name(p) for p in EVENT_FILES} == catalogue
+
+
+@pytest.mark.parametrize("path", PERSONAL_FILES, ids=lambda p: p.name)
+def test_personal_schema_is_valid_closed_and_its_examples_pass(path: Path) -> None:
+    schema = json.loads(path.read_text())
+    Draft202012Validator.check_schema(schema)
+    assert schema["$id"] == PERSONAL_ID_PREFIX + path.name
+    assert schema["title"] and schema["description"] and schema["additionalProperties"] is False
+    assert (SCHEMAS / "events" / path.name).is_file()   # the plaintext of that event's personal_data
+    for ref in refs(schema):
+        assert ref.startswith("#/$defs/"), ref
+        resolve(schema, ref)
+    check = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    assert schema["examples"]
+    for instance in schema["examples"]:
+        assert not [e.message for e in check.iter_errors(instance)]
 
 
 @pytest.mark.parametrize("path", EVENT_FILES, ids=lambda p: p.name)
@@ -197,6 +226,83 @@ def test_the_examples_personal_data_opens_with_the_caf_demo_key_to_its_schema(na
     assert plaintext == personal["examples"][0]
 
 
+# ------------------------------------------------------------------ privacy
+
+def test_reply_key_must_be_a_public_p256_key() -> None:
+    data = example("personal_data.access_requested")
+    assert is_valid("personal_data.access_requested", data)
+    private = data | {"reply_key": data["reply_key"] | {"d": DEMO_REPLY_KEY["d"]}}
+    assert not is_valid("personal_data.access_requested", private)
+    for bad in ({"crv": "P-384"}, {"kty": "RSA"}, {"x": "not base64url!"}, {"kid": ""}):
+        assert not is_valid("personal_data.access_requested", data | {"reply_key": data["reply_key"] | bad}), bad
+    for field in ("kty", "crv", "x", "y", "kid"):
+        key = dict(data["reply_key"])
+        del key[field]
+        assert not is_valid("personal_data.access_requested", data | {"reply_key": key}), field
+
+
+def test_erased_counts_are_non_negative_integers_by_kind() -> None:
+    data = example("personal_data.erased")
+    assert is_valid("personal_data.erased", data | {"counts": {}})
+    assert not is_valid("personal_data.erased", data | {"counts": {"deliveries": -1}})
+    assert not is_valid("personal_data.erased", data | {"counts": {"deliveries": 1.5}})
+    assert not is_valid("personal_data.erased", data | {"counts": {"Deliveries!": 1}})
+    assert not is_valid("personal_data.erased", data | {"service": "Notifications"})
+
+
+@pytest.mark.parametrize("name", ["personal_data.erasure_requested", "personal_data.access_requested"])
+def test_privacy_requests_name_distinct_uuids_at_most_1000(name: str) -> None:
+    data = example(name)
+    assert is_valid(name, data | {"referral_ids": [], "visit_ids": []})
+    assert not is_valid(name, data | {"referral_ids": [R1, R1]})
+    assert not is_valid(name, data | {"visit_ids": ["42"]})
+    many = [f"00000000-0000-4000-8000-{i:012d}" for i in range(1001)]
+    assert is_valid(name, data | {"referral_ids": many[:1000]})
+    assert not is_valid(name, data | {"referral_ids": many})
+
+
+def test_erasure_reason_is_retention_or_erasure_request() -> None:
+    data = example("personal_data.erasure_requested")
+    assert not is_valid("personal_data.erasure_requested", data | {"reason": "other"})
+
+
+def test_access_answer_carries_personal_data_only_sealed() -> None:
+    data = example("personal_data.access_answered")
+    assert not is_valid("personal_data.access_answered", data | {"personal_data": "Nadia Dupont"})
+    assert not is_valid("personal_data.access_answered", data | {"records": {"deliveries": []}})
+    del data["personal_data"]
+    assert not is_valid("personal_data.access_answered", data)
+
+
+def test_the_access_answer_example_opens_with_the_reply_key_to_its_schema() -> None:
+    request, answer = example("personal_data.access_requested"), example("personal_data.access_answered")
+    assert answer["request_id"] == request["request_id"]
+    assert {k: v for k, v in DEMO_REPLY_KEY.items() if k != "d"} == request["reply_key"]
+    opened = jwe.decrypt_compact(answer["personal_data"], ECKey.import_key(DEMO_REPLY_KEY),
+                                 algorithms=["ECDH-ES", "A256GCM"])
+    assert opened.protected["alg"] == "ECDH-ES" and opened.protected["enc"] == "A256GCM"
+    assert opened.protected["kid"] == request["reply_key"]["kid"]
+    assert opened.protected["cty"] == "application/json"
+    plaintext = json.loads(opened.plaintext or b"")
+    personal = json.loads((SCHEMAS / "personal" / "personal_data.access_answered.v1.json").read_text())
+    Draft202012Validator(personal, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(plaintext)
+    assert plaintext == personal["examples"][0]
+    assert plaintext["request_id"] == answer["request_id"] and plaintext["service"] == answer["service"]
+
+
+def test_access_answer_plaintext_records_are_open_lists_of_objects() -> None:
+    personal = json.loads((SCHEMAS / "personal" / "personal_data.access_answered.v1.json").read_text())
+    check = Draft202012Validator(personal, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    data = copy.deepcopy(personal["examples"][0])
+    assert check.is_valid(data | {"records": {}})
+    assert check.is_valid(data | {"records": {"letters": [{"any": "field"}], "deliveries": []}})
+    assert not check.is_valid(data | {"records": {"deliveries": ["a string"]}})
+    assert not check.is_valid(data | {"records": {"deliveries": {"id": 1}}})
+    assert not check.is_valid(data | {"unexpected": 1})
+    del data["request_id"]
+    assert not check.is_valid(data)
+
+
 def test_cancelled_accepts_both_shapes_but_not_half_of_one() -> None:
     assert is_valid("referral.cancelled", example("referral.cancelled", 0))
     assert is_valid("referral.cancelled", example("referral.cancelled", 1))
@@ -282,6 +388,22 @@ def test_operations_use_messages_of_their_channel(asyncapi: dict[str, Any]) -> N
         channel = operation["channel"]["$ref"]
         for message in operation["messages"]:
             assert message["$ref"].startswith(channel + "/messages/"), op_name
+
+
+def test_privacy_channel_carries_the_four_privacy_events(asyncapi: dict[str, Any]) -> None:
+    channel = asyncapi["channels"]["privacy"]
+    assert channel["address"] == "privacy"
+    messages = [resolve(asyncapi, m["$ref"]) for m in channel["messages"].values()]
+    assert {m["name"] for m in messages} == PRIVACY
+    for message in messages:
+        assert "request id" in message["bindings"]["kafka"]["key"]["description"]
+    senders = {name: {resolve(asyncapi, resolve(asyncapi, m["$ref"])["$ref"])["name"] for m in op["messages"]}
+               for name, op in asyncapi["operations"].items()
+               if op["channel"]["$ref"] == "#/channels/privacy" and op["action"] == "send"}
+    assert senders == {
+        "publishPrivacyRequests": {"personal_data.erasure_requested", "personal_data.access_requested"},
+        "publishPrivacyAnswers": {"personal_data.erased", "personal_data.access_answered"},
+    }
 
 
 def test_operator_channels_are_parameterised(asyncapi: dict[str, Any]) -> None:

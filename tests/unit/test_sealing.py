@@ -83,6 +83,7 @@ def test_missing_or_wrong_keys_are_named_at_start(tmp_path: Path) -> None:
 def test_production_refuses_the_demo_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RELAIS_ENV", "production")
     monkeypatch.setenv("RELAIS_JWT_SECRET", "a-real-secret-for-this-test")
+    monkeypatch.setenv("RELAIS_DATA_KEYS_FILE", "/etc/relais/data-keys.json")
     with pytest.raises(ValueError, match="RELAIS_OPERATOR_KEYS_DIR"):
         ReferralSettings()
     monkeypatch.setenv("RELAIS_OPERATOR_KEYS_DIR", "/etc/relais/operator-keys")

@@ -9,9 +9,10 @@ Reading never joins a consumer group: partitions are assigned by hand and read f
 their beginning up to the end seen at start, so no group's offsets move.
 
 Replaying re-produces the ORIGINAL record (same key, value and headers, without the
-dlq_* headers, plus dlq_replayed_from and dlq_replayed_at) onto its source topic, with
-acks=all. Consumers drop a ce_id they have already handled, so replaying an event that
-was handled is harmless; a record that is still invalid is simply dead-lettered again.
+dlq_* headers, plus dlq_replayed_from and dlq_replayed_at) onto its source topic — the
+dead-letter topic's twin, `X` for `X.dlq`, whatever a header says — with acks=all.
+Consumers drop a ce_id they have already handled, so replaying an event that was
+handled is harmless; a record that is still invalid is simply dead-lettered again.
 
 Values may contain personal data (operator inbox events carry the citizen's name,
 birth date, contact): this tool is for operations staff with access to the DLQ topics;
@@ -163,10 +164,19 @@ def parse_since(text: str) -> datetime:
 def to_replay(letter: DeadLetter, *, known_topics: Iterable[str] | None = None,
               replayed_at: datetime | None = None) -> ReplayRecord:
     """The original record, back onto its source topic: same key and value, the
-    original headers without the dlq_* ones, plus where and when it was replayed from."""
-    source = letter.source_topic
-    if not source:
-        raise DlqError(f"{letter.id}: no dlq_topic header, cannot tell where to replay it")
+    original headers without the dlq_* ones, plus where and when it was replayed from.
+
+    The source is the dead-letter topic's own twin (`X.dlq` → `X`), never what a header
+    says: whoever may write a dead-letter topic (an operator may write its inbox's)
+    could otherwise send a forged record anywhere by replay. A `dlq_topic` header that
+    names another topic marks a forged or misplaced record: refused."""
+    source = letter.id.topic.removesuffix(DLQ_SUFFIX)
+    claimed = letter.source_topic
+    if not claimed:
+        raise DlqError(f"{letter.id}: no dlq_topic header: not dead-lettered by a Relais consumer")
+    if claimed != source:
+        raise DlqError(f"{letter.id}: its dlq_topic header names {claimed!r}, but a dead letter of "
+                       f"{letter.id.topic} can only go back to {source!r}: refused (forged or misplaced)")
     if source.endswith(DLQ_SUFFIX):
         raise DlqError(f"{letter.id}: its source {source!r} is itself a dead-letter topic")
     if known_topics is not None and source not in set(known_topics):

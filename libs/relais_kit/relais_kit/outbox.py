@@ -1,6 +1,7 @@
 """Transactional outbox: `record()` inside the caller's transaction, `OutboxRelay`
 publishes what was committed, in order, with `acks=all`, and marks it published only
-once the broker has acknowledged every record of the batch."""
+once the broker has acknowledged every record of the batch. The event data is stored
+sealed (`relais_kit.vault`): it may carry personal data."""
 
 from __future__ import annotations
 
@@ -16,25 +17,29 @@ from aiokafka import AIOKafkaProducer
 from relais_kit.db import CONNECTION_LOST
 from relais_kit.envelope import CloudEvent, to_record
 from relais_kit.logs import log
+from relais_kit.resealing import SealedColumn
+from relais_kit.vault import Vault
 
 CHANNEL = "relais_outbox"
 SEND_TIMEOUT_S = 45.0  # beyond the producer's own request timeout (30 s)
+SEALED_DATA = SealedColumn("outbox", "data", row_id="id", bound_to="event_id")
 
 
-async def record(conn: asyncpg.Connection, topic: str, event: CloudEvent) -> None:
+async def record(conn: asyncpg.Connection, topic: str, event: CloudEvent, vault: Vault) -> None:
     await conn.execute(
         "INSERT INTO outbox (topic, record_key, event_id, event_type, subject, occurred_at,"
         " dataschema, data) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         topic, event.record_key, event.id, event.type, event.subject, event.time,
-        event.dataschema, json.dumps(event.data, ensure_ascii=False),
+        event.dataschema, vault.seal_json(event.data, SEALED_DATA.context(event.id)),
     )  # a statement trigger wakes the relay (NOTIFY) when the transaction commits
 
 
-def _event_of(row: asyncpg.Record, source: str) -> CloudEvent:
+def event_of(row: asyncpg.Record, source: str, vault: Vault) -> CloudEvent:
+    """The event an outbox row holds (its data opened)."""
     return CloudEvent(
         id=row["event_id"], type=row["event_type"], source=source, subject=row["subject"],
         time=row["occurred_at"], dataschema=row["dataschema"], key=row["record_key"],
-        data=json.loads(row["data"]),
+        data=json.loads(vault.open(row["data"], SEALED_DATA.context(row["event_id"]))),
     )
 
 
@@ -42,10 +47,11 @@ class OutboxRelay:
     """One relay publishes per schema at a time (advisory lock), which keeps the
     per-referral order of the outbox on the topic."""
 
-    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, *, source: str,
+    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, *, source: str, vault: Vault,
                  batch_size: int = 500, idle_poll_s: float = 1.0) -> None:
         self._pool = pool
         self._producer = producer
+        self._vault = vault
         self._source = source
         self._batch = batch_size
         self._idle = idle_poll_s
@@ -108,7 +114,7 @@ class OutboxRelay:
     async def _send_all(self, rows: Sequence[asyncpg.Record]) -> None:
         futures = []
         for row in rows:
-            key, value, headers = to_record(_event_of(row, self._source))
+            key, value, headers = to_record(event_of(row, self._source, self._vault))
             futures.append(await self._producer.send(row["topic"], value=value, key=key, headers=headers))
         # Bounded: after a broker pause a delivery future has been seen never to resolve;
         # giving up re-sends the batch (consumers drop the duplicates by ce_id).

@@ -1,13 +1,15 @@
 """What every service process holds while it runs: the database pool, the producer,
-the contract, and supervised background loops (outbox relay, consumers). A loop
-that fails is logged and started again; stopping is bounded in time."""
+the contract, the vault of its personal data, and supervised background loops
+(outbox relay, re-sealing, consumers). A loop that fails is logged and started again;
+stopping is bounded in time."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,8 +24,12 @@ from relais_kit.consumer import EventConsumer, Handler
 from relais_kit.contract import Contract, load_contract
 from relais_kit.db import DATABASE_AWAY, create_pool, migrate
 from relais_kit.logs import log
-from relais_kit.outbox import OutboxRelay
+from relais_kit.outbox import SEALED_DATA, OutboxRelay
+from relais_kit.resealing import Resealer, SealedColumn
+from relais_kit.retention import Periods, RetentionJob, Step, check_periods, kit_steps
 from relais_kit.settings import PlatformSettings
+from relais_kit.topics import load_topics
+from relais_kit.vault import FileKeyRing, Vault
 
 Loop = Callable[[], Awaitable[None]]
 T = TypeVar("T")
@@ -37,9 +43,11 @@ class Runtime:
     pool: asyncpg.Pool
     producer: AIOKafkaProducer
     relay: OutboxRelay
+    vault: Vault
     loops: dict[str, asyncio.Task[None]] = field(default_factory=dict)
     consumers: list[EventConsumer] = field(default_factory=list)
     source_uri: str | None = None
+    retention_steps: list[tuple[str, Step]] = field(default_factory=list)
 
     @property
     def source(self) -> str:
@@ -48,13 +56,21 @@ class Runtime:
         return self.source_uri or f"/relais/{self.service}"
 
     @classmethod
-    async def start(cls, service: str, settings: PlatformSettings, migrations: Path,
-                    *, schema: str | None = None, source: str | None = None) -> Runtime:
+    async def start(cls, service: str, settings: PlatformSettings, migrations: Path | Sequence[Path],
+                    *, schema: str | None = None, source: str | None = None,
+                    sealed: Sequence[SealedColumn] = (),
+                    retention: Callable[[Runtime], Sequence[tuple[str, Step]]] | None = None) -> Runtime:
         """Waits for the database and the broker as long as it takes (callers run this
-        in the background: see `serving`)."""
+        in the background: see `serving`). `sealed`: the service's columns of
+        personal data, kept under the current data key by the re-sealing loop;
+        `retention`: the service's own steps of the retention job (the kit's run too)."""
         contract = load_contract(settings.schemas_dir)
+        periods = Periods(timedelta(days=settings.retention_outbox_days),
+                          timedelta(days=settings.retention_processed_events_days))
+        check_periods(periods, load_topics(settings.topics_file))
+        vault = open_vault(settings, schema or service)
         pool = await _patiently("database", lambda: create_pool(settings.database_url, schema or service))
-        await migrate(pool, migrations)
+        await migrate(pool, *([migrations] if isinstance(migrations, Path) else migrations))
         producer = kafka.producer(settings.kafka_bootstrap_servers)
         try:
             await _patiently("broker", producer.start)
@@ -62,9 +78,12 @@ class Runtime:
             await asyncio.wait([asyncio.ensure_future(producer.stop()), asyncio.ensure_future(pool.close())],
                                timeout=2)
             raise
-        relay = OutboxRelay(pool, producer, source=source or f"/relais/{service}")
-        runtime = cls(service, settings, contract, pool, producer, relay, source_uri=source)
+        relay = OutboxRelay(pool, producer, source=source or f"/relais/{service}", vault=vault)
+        runtime = cls(service, settings, contract, pool, producer, relay, vault, source_uri=source)
         runtime.supervise("outbox-relay", relay.run)
+        runtime.supervise("resealing", Resealer(pool, vault, (SEALED_DATA, *sealed)).run)
+        runtime.retention_steps = [*kit_steps(periods), *(retention(runtime) if retention else ())]
+        runtime.supervise("retention", RetentionJob(pool, runtime.retention_steps, settings.retention_check_s).run)
         return runtime
 
     def supervise(self, name: str, loop: Loop) -> None:
@@ -107,6 +126,16 @@ class Runtime:
         checks["loops"] = {n: ("running" if not t.done() else "stopped") for n, t in self.loops.items()}
         healthy = checks["database"] == "ok" and all(not t.done() for t in self.loops.values())
         return {"status": "ok" if healthy else "degraded", "service": self.service, **checks}
+
+
+def open_vault(settings: PlatformSettings, schema: str) -> Vault:
+    """The vault of a service's schema: its key file, created in dev and test when
+    missing (never in production: a lost key file is lost data)."""
+    path = settings.data_keys_path(schema)
+    if not path.exists() and not settings.production:
+        log.info("data_keys_created", path=str(path))
+        return Vault(FileKeyRing.create(path))
+    return Vault(FileKeyRing(path))
 
 
 async def _patiently(what: str, attempt: Callable[[], Awaitable[T]]) -> T:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from joserfc import jwe
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 
+# The demo key pairs: public, in the repository; production refuses any key among them,
+# wherever it was copied (compared by RFC 7638 thumbprint, not by path).
+DEMO_KEYS = Path(__file__).resolve().parents[3] / "deploy" / "demo" / "operator-keys"
 ALG = "ECDH-ES"
 ENC = "A256GCM"
 CONTENT_TYPE = "application/json"
@@ -42,6 +46,22 @@ def load_key(path: Path, *, private: bool) -> ECKey:
     if private != ("d" in raw):
         raise SealingError(f"{path}: expected a {'private' if private else 'public'} key")
     return ECKey.import_key(raw)
+
+
+@cache
+def demo_thumbprints(folder: Path = DEMO_KEYS) -> frozenset[str]:
+    found = set()
+    for path in sorted(folder.glob("*.jwk.json")):
+        try:
+            found.add(str(ECKey.import_key(json.loads(path.read_text(encoding="utf-8"))).thumbprint()))
+        except (OSError, ValueError, JoseError):
+            continue
+    return frozenset(found)
+
+
+def is_demo_key(key: ECKey) -> bool:
+    """A key of the public demo set (either half: both share a thumbprint)."""
+    return str(key.thumbprint()) in demo_thumbprints()
 
 
 def public_key_path(folder: Path, operator: str) -> Path:
@@ -78,6 +98,10 @@ class OperatorKeys:
             raise SealingError("operator keys: " + "; ".join(problems))
         return cls(keys)
 
+    def demo_operators(self) -> list[str]:
+        """The operators whose registered key is one of the public demo keys."""
+        return sorted(code for code, key in self._keys.items() if is_demo_key(key))
+
     def kid(self, operator: str) -> str:
         return str(self._keys[operator].kid)
 
@@ -94,9 +118,13 @@ def seal(public_key: ECKey, plaintext: Mapping[str, Any]) -> str:
     return jwe.encrypt_compact(header, body, public_key)
 
 
-def unseal(token: str, private_key: ECKey, *, referral_id: str) -> dict[str, Any]:
-    """Opens a sealed value with the operator's private key and checks it belongs to
-    `referral_id`."""
+def unseal(token: str, private_key: ECKey, *, referral_id: str | None = None,
+           request_id: str | None = None) -> dict[str, Any]:
+    """Opens a sealed value with the private key and checks it belongs to
+    `referral_id` (an inbox event's) or `request_id` (a personal data access answer's)."""
+    field, expected = ("referral_id", referral_id) if referral_id is not None else ("request_id", request_id)
+    if expected is None:
+        raise SealingError("a sealed value is opened for a referral or a request")
     try:
         opened = jwe.decrypt_compact(token, private_key, algorithms=[ALG, ENC])
     except (JoseError, ValueError) as exc:
@@ -110,6 +138,6 @@ def unseal(token: str, private_key: ECKey, *, referral_id: str) -> dict[str, Any
         raise SealingError("personal_data plaintext is not JSON") from exc
     if not isinstance(plaintext, dict):
         raise SealingError("personal_data plaintext is not a JSON object")
-    if plaintext.get("referral_id") != referral_id:
-        raise SealingError("personal_data belongs to another referral")
+    if plaintext.get(field) != expected:
+        raise SealingError(f"personal_data belongs to another {field.removesuffix('_id')}")
     return plaintext

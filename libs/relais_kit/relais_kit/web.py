@@ -1,19 +1,29 @@
 """What every service's HTTP API shares: error bodies that name the offending field,
-the health route, and the JWT secret for bearer tokens."""
+the health route, the JWT secret for bearer tokens, a bound on request bodies (413
+before anything reads them), and the headers every response needs (no caching of API
+answers, which carry personal data; HSTS in production)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import asyncpg
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from relais_kit.db import DATABASE_AWAY
 from relais_kit.runtime import Runtime, health_router
 from relais_kit.settings import PlatformSettings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+HSTS = "max-age=63072000; includeSubDomains"
 
 
 def field_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -88,6 +98,99 @@ async def _database_away(_: Request, exc: Exception) -> JSONResponse:
                         content={"detail": f"the database is unavailable, try again ({type(exc).__name__})"})
 
 
+class _BodyTooLarge(HTTPException):
+    """Raised by the receive channel: FastAPI's body parsing lets an HTTPException
+    through, so the route answers 413 through the usual handler."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, f"the request body is larger than {max_bytes} bytes")
+
+
+class BodyLimit:
+    """Refuses a request body larger than `max_bytes` with 413, before the application
+    reads it: at once from its Content-Length, else as soon as the bytes received pass
+    the limit (chunked uploads). Nothing larger is ever held in memory."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge(self.max_bytes)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"detail": f"the request body is larger than {self.max_bytes} bytes",
+                           "errors": [{"field": "(body)", "message": f"at most {self.max_bytes} bytes"}]}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"connection", b"close"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class ResponseHeaders:
+    """`Cache-Control: no-store` on every API answer (they carry personal data: no
+    browser or proxy cache may keep them), and HSTS on every response in production."""
+
+    def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
+        self.app = app
+        self.hsts = hsts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        api = str(scope.get("path", "")).startswith("/api/")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                names = {name.lower() for name, _ in headers}
+                if api and b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                if self.hsts:
+                    headers.append((b"strict-transport-security", HSTS.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def documentation(settings: PlatformSettings) -> dict[str, Any]:
+    """FastAPI's arguments for the interactive API documentation: served in dev and
+    test, not in production (it maps every route for a visitor)."""
+    if settings.production:
+        return {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    return {}
+
+
 def prepare_app(app: FastAPI, settings: PlatformSettings,
                 runtime: Callable[[], Runtime | None]) -> FastAPI:
     app.state.jwt_secret = settings.jwt_secret
@@ -108,4 +211,6 @@ def prepare_app(app: FastAPI, settings: PlatformSettings,
                                 content={"detail": "starting: waiting for the database and the broker"})
         return await call_next(request)
 
+    app.add_middleware(ResponseHeaders, hsts=settings.production)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # outermost: before anything reads
     return app

@@ -3,11 +3,13 @@ adviser's pages of the referral service): a signed session cookie carrying a CSR
 token, Jinja2 pages rendered with the session in their context, the security headers
 of HTML pages, and the French State design system (DSFR) served at /static/dsfr.
 
-The session is a JWT (HS256) signed with a key derived from RELAIS_JWT_SECRET and a
-label of the application (`desk:justice`, `referral-ui`…): it is never accepted as a
-bearer token by the platform's APIs, nor by another application. Anonymous visitors
-get a session too, so that the sign-in form is protected the same way; signing in
-issues a new one (no session fixation)."""
+The session cookie is a JWT (HS256) signed with a key derived from RELAIS_JWT_SECRET
+and a label of the application (`desk:justice`, `referral-ui`…): it is never accepted
+as a bearer token by the platform's APIs, nor by another application. Anonymous
+visitors get a session too, so that the sign-in form is protected the same way;
+signing in issues a new one (no session fixation). A signed-in cookie also names a
+server-side session (`relais_kit.sessions`), checked at every request: signing out, or
+closing the account, ends it at once — a copy of the cookie then opens nothing."""
 
 from __future__ import annotations
 
@@ -19,15 +21,18 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
+import asyncpg
 import jwt
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from relais_kit import sessions
+from relais_kit.db import DATABASE_AWAY
 from relais_kit.envelope import now
 from relais_kit.logs import log
 
@@ -54,6 +59,8 @@ class Session:
     display_name: str | None = None
     # What the application keeps besides (role, site, chosen place…): short strings.
     data: Mapping[str, str] = field(default_factory=dict)
+    # The server-side session of a signed-in user.
+    session_id: str | None = None
 
     @property
     def signed_in(self) -> bool:
@@ -74,8 +81,9 @@ class Session:
 
 
 def new_session(at: datetime, ttl: timedelta, *, user_id: str | None = None,
-                display_name: str | None = None, data: Mapping[str, str] | None = None) -> Session:
-    return Session(secrets.token_urlsafe(32), at + ttl, user_id, display_name, dict(data or {}))
+                display_name: str | None = None, data: Mapping[str, str] | None = None,
+                session_id: str | None = None) -> Session:
+    return Session(secrets.token_urlsafe(32), at + ttl, user_id, display_name, dict(data or {}), session_id)
 
 
 def encode(session: Session, key: bytes, audience: str) -> str:
@@ -85,6 +93,8 @@ def encode(session: Session, key: bytes, audience: str) -> str:
         claims["name"] = session.display_name or session.user_id
     if session.data:
         claims["data"] = dict(session.data)
+    if session.session_id is not None:
+        claims["sid"] = session.session_id
     return jwt.encode(claims, key, algorithm="HS256")
 
 
@@ -103,10 +113,12 @@ def decode(token: str | None, key: bytes, audience: str) -> Session | None:
         return None
     user = claims.get("sub")
     raw = claims.get("data")
+    sid = claims.get("sid")
     data = {str(k): str(v) for k, v in raw.items() if v is not None} if isinstance(raw, dict) else {}
     return Session(csrf, datetime.fromtimestamp(claims["exp"]).astimezone(),
                    user if isinstance(user, str) else None,
-                   str(claims.get("name")) if isinstance(user, str) else None, data)
+                   str(claims.get("name")) if isinstance(user, str) else None, data,
+                   sid if isinstance(sid, str) else None)
 
 
 def csrf_ok(session: Session | None, submitted: str | None) -> bool:
@@ -191,6 +203,35 @@ class RedirectTo(Exception):
         self.url = url
 
 
+class SessionRegistry(Protocol):
+    """Where signed-in sessions live on the server."""
+
+    async def open(self, user_id: str, ttl: timedelta) -> str: ...
+
+    async def alive(self, session_id: str, user_id: str) -> bool: ...
+
+    async def end(self, session_id: str) -> None: ...
+
+
+class PoolSessions:
+    """The `sessions` table of the service's schema (relais_kit.sessions)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def open(self, user_id: str, ttl: timedelta) -> str:
+        async with self._pool.acquire() as conn:
+            return await sessions.open_session(conn, user_id, "ui", ttl)
+
+    async def alive(self, session_id: str, user_id: str) -> bool:
+        async with self._pool.acquire() as conn:
+            return await sessions.is_alive(conn, session_id, user_id)
+
+    async def end(self, session_id: str) -> None:
+        async with self._pool.acquire() as conn:
+            await sessions.end_session(conn, session_id)
+
+
 CSRF_REFUSED = ("Action refusée", "Ce formulaire a expiré ou ne vient pas de ce site. "
                                   "Rechargez la page et recommencez.")
 
@@ -198,16 +239,20 @@ CSRF_REFUSED = ("Action refusée", "Ce formulaire a expiré ou ne vient pas de c
 class Pages:
     """Renders the pages of one application and keeps its session cookie.
 
-    `label` names the application (it keys its sessions); `context` is called at every
-    render and its mapping is added to the template's context (e.g. the signed-in user);
-    `globals` are the templates' constants."""
+    `label` names the application (it keys its sessions); `registry` gives the
+    server-side sessions of a request (None while the service is starting: nobody is
+    signed in meanwhile); `context` is called at every render and its mapping is added
+    to the template's context (e.g. the signed-in user); `globals` are the templates'
+    constants."""
 
     def __init__(self, templates: Path | Iterable[Path], *, secret: str, label: str, production: bool,
+                 registry: Callable[[Request], SessionRegistry | None],
                  ttl: timedelta = timedelta(hours=10), cookie: str | None = None,
                  problem_template: str = "problem.html.j2",
                  context: Callable[[Request, Session], Mapping[str, Any]] | None = None,
                  globals: Mapping[str, Any] | None = None) -> None:
         folders = [templates] if isinstance(templates, Path) else list(templates)
+        self.registry = registry
         self.label = label
         self.audience = f"relais-ui:{label}"
         self.key = session_key(secret, label)
@@ -242,15 +287,49 @@ class Pages:
         request.state.ui_session = session
         request.state.ui_session_to_set = session
 
-    def sign_in(self, request: Request, user_id: str, display_name: str,
-                data: Mapping[str, str] | None = None) -> Session:
-        """A new session (new CSRF token) for the user."""
-        session = new_session(now(), self.ttl, user_id=user_id, display_name=display_name, data=data)
+    async def sign_in(self, request: Request, user_id: str, display_name: str,
+                      data: Mapping[str, str] | None = None) -> Session:
+        """A new session (new CSRF token, new server-side session) for the user."""
+        registry = self._registry(request)
+        session_id = await registry.open(user_id, self.ttl)
+        session = new_session(now(), self.ttl, user_id=user_id, display_name=display_name, data=data,
+                              session_id=session_id)
         self.set_session(request, session)
         return session
 
-    def sign_out(self, request: Request) -> None:
+    async def sign_out(self, request: Request) -> None:
+        """Ends the server-side session (every copy of the cookie with it)."""
+        ending = decode(request.cookies.get(self.cookie), self.key, self.audience)
+        if ending is not None and ending.session_id is not None:
+            await self._registry(request).end(ending.session_id)
         self.set_session(request, new_session(now(), self.ttl))
+
+    async def still_signed_in(self, request: Request) -> bool:
+        """For long responses (a live feed): whether the session is still alive."""
+        session = self.session(request)
+        registry = self.registry(request)
+        return bool(session.session_id and session.user_id and registry is not None
+                    and await registry.alive(session.session_id, session.user_id))
+
+    def _registry(self, request: Request) -> SessionRegistry:
+        registry = self.registry(request)
+        if registry is None:
+            raise PageProblem(503, "Le service démarre", "Réessayez dans quelques secondes.", {"Retry-After": "2"})
+        return registry
+
+    async def check_session(self, request: Request) -> None:
+        """Before the route: a signed-in cookie whose server-side session ended (signed
+        out, account closed, expired) counts as no session at all."""
+        session = decode(request.cookies.get(self.cookie), self.key, self.audience)
+        if session is None or not session.signed_in:
+            return
+        registry = self.registry(request)
+        alive = bool(session.session_id and session.user_id and registry is not None
+                     and await registry.alive(session.session_id, session.user_id))
+        if not alive:
+            if registry is not None:
+                log.info("ui_session_ended", user=session.user_id)
+            self.set_session(request, new_session(now(), self.ttl))
 
     def finish(self, request: Request, response: Response) -> Response:
         session: Session | None = getattr(request.state, "ui_session_to_set", None)
@@ -314,6 +393,20 @@ class Pages:
 
         app.add_exception_handler(PageProblem, on_problem)
         app.add_exception_handler(RedirectTo, on_redirect)
+
+        @app.middleware("http")
+        async def server_side_session(request: Request, call_next: Callable[[Request], Awaitable[Response]]) \
+                -> Response:
+            if self.cookie in request.cookies and not request.url.path.startswith("/static/"):
+                try:
+                    await self.check_session(request)
+                except PageProblem as problem:
+                    return self.problem(request, problem.status_code, problem.title, problem.message,
+                                        problem.headers)
+                except DATABASE_AWAY:
+                    return self.problem(request, 503, "Service momentanément indisponible",
+                                        "Réessayez dans quelques secondes.", {"Retry-After": "2"})
+            return await call_next(request)
 
 
 # -- the app ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from relais_desk.service_layer.actions import source
 from relais_desk.settings import DeskSettings
 from relais_kit.logs import configure_logging, log
 from relais_kit.runtime import Runtime, serving
+from relais_kit.sessions import SESSIONS_MIGRATIONS
 from relais_kit.topics import load_topics
 from relais_kit.web import prepare_app
 from relais_kit.webui import mount_dsfr
@@ -29,7 +30,7 @@ SERVICE = "desk"
 
 async def start_runtime(settings: DeskSettings) -> Runtime:
     """The kit's runtime, publishing as the operator (`ce_source: /operators/<code>`)."""
-    return await Runtime.start(SERVICE, settings, MIGRATIONS, schema=settings.schema_name,
+    return await Runtime.start(SERVICE, settings, [SESSIONS_MIGRATIONS, MIGRATIONS], schema=settings.schema_name,
                                source=source(settings.operator))
 
 

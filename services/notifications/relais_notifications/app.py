@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from relais_kit.logs import configure_logging
 from relais_kit.runtime import Runtime, serving
-from relais_kit.web import prepare_app
+from relais_kit.web import documentation, prepare_app
 from relais_notifications.adapters.mailer import SmtpMailer
 from relais_notifications.adapters.sms import SpoolSmsGateway
 from relais_notifications.entrypoints import api
@@ -28,7 +28,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     async def start(app: FastAPI) -> Runtime:
         runtime = await Runtime.start("notifications", settings, MIGRATIONS)
         loop = DeliveryLoop(
-            pool=runtime.pool, contract=runtime.contract, source=runtime.source,
+            pool=runtime.pool, contract=runtime.contract, source=runtime.source, vault=runtime.vault,
             mailer=SmtpMailer(host=settings.smtp_host, port=settings.smtp_port,
                               mail_from=settings.mail_from, domain=settings.mail_domain,
                               timeout_s=settings.smtp_timeout_s),
@@ -37,7 +37,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
             retry_max_s=settings.retry_max_s, poll_s=settings.poll_s, workers=settings.delivery_workers,
             lease_s=max(120.0, 3 * settings.smtp_timeout_s))
         runtime.consume(handlers.GROUP, handlers.TOPICS,
-                        handlers.handlers(runtime.contract, runtime.source))
+                        handlers.handlers(runtime.contract, runtime.source, runtime.vault))
         runtime.supervise("deliveries", loop.run)
         app.state.deliveries = loop
         return runtime
@@ -48,7 +48,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
         async with serving(app, lambda: start(app)):
             yield
 
-    app = FastAPI(title="Relais — notifications", version="1", lifespan=lifespan)
+    app = FastAPI(title="Relais — notifications", version="1", lifespan=lifespan, **documentation(settings))
     prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))
     app.include_router(api.router)
     return app

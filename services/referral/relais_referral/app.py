@@ -12,8 +12,9 @@ from fastapi import FastAPI
 from relais_kit.logs import configure_logging
 from relais_kit.runtime import Runtime, serving
 from relais_kit.sealing import OperatorKeys
+from relais_kit.sessions import SESSIONS_MIGRATIONS
 from relais_kit.topics import load_topics
-from relais_kit.web import prepare_app
+from relais_kit.web import documentation, prepare_app
 from relais_referral.domain.catalogue import load_catalogue
 from relais_referral.entrypoints import consumers, ui
 from relais_referral.entrypoints.api import router
@@ -32,8 +33,9 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     keys = OperatorKeys.from_folder(settings.operator_keys_dir, operators)
 
     async def start(app: FastAPI) -> Runtime:
-        runtime = await Runtime.start("referral", settings, MIGRATIONS, schema=settings.db_schema)
-        ctx = Context(runtime.contract, load_catalogue(), keys)
+        runtime = await Runtime.start("referral", settings, [SESSIONS_MIGRATIONS, MIGRATIONS],
+                                      schema=settings.db_schema)
+        ctx = Context(runtime.contract, load_catalogue(), keys, runtime.vault)
         app.state.context = ctx
         if not settings.production:
             async with runtime.pool.acquire() as conn:
@@ -53,7 +55,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         async with serving(app, lambda: start(app)):
             yield
 
-    app = FastAPI(title="Relais — referral service", version="1.0.0", lifespan=lifespan,
+    app = FastAPI(title="Relais — referral service", version="1.0.0", lifespan=lifespan, **documentation(settings),
                   description="Visits and referrals of France Services advisers, routed to operators.")
     app.state.settings = settings
     prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from relais_kit.logs import configure_logging
 from relais_kit.runtime import Runtime, serving
-from relais_kit.web import prepare_app
+from relais_kit.web import documentation, prepare_app
 from relais_sites.entrypoints import api
 from relais_sites.entrypoints.demo import seed_demo_sites
 from relais_sites.settings import SitesSettings, load_settings
@@ -48,6 +48,7 @@ def create_app(settings: SitesSettings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="Relais — sites", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
+        **documentation(settings),
         openapi_tags=[
             {"name": "sites", "description": "France Services sites, permanences and buses."},
             {"name": "ops", "description": "Health of the service."},

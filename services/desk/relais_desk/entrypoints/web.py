@@ -69,7 +69,8 @@ class Pages:
         self.operator = settings.operator
         self.ttl = timedelta(hours=settings.session_hours)
         self.ui = webui.Pages(TEMPLATES, secret=settings.jwt_secret, label=f"desk:{settings.operator}",
-                              production=settings.production, ttl=self.ttl, cookie="relais_desk_session",
+                              production=settings.production, registry=_sessions, ttl=self.ttl,
+                              cookie="relais_desk_session",
                               globals=dict(
             operator=self.operator, operator_name=forms.OPERATORS.get(self.operator, self.operator),
             status_labels={s.value: label for s, label in STATUS_LABELS.items()},
@@ -102,6 +103,11 @@ class Pages:
 
 def _runtime(request: Request) -> Runtime | None:
     return getattr(request.app.state, "runtime", None)
+
+
+def _sessions(request: Request) -> webui.SessionRegistry | None:
+    runtime = _runtime(request)
+    return webui.PoolSessions(runtime.pool) if runtime is not None else None
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -164,7 +170,7 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
             log.info("sign_in_refused")
             return pages.render(request, "signin.html.j2", 401, values={"username": user_id},
                                 errors={"_form": "Identifiant ou mot de passe incorrect."})
-        pages.ui.sign_in(request, expert.user_id, expert.display_name)
+        await pages.ui.sign_in(request, expert.user_id, expert.display_name)
         log.info("signed_in", user=expert.user_id)
         return pages.redirect(request, "/dossiers")
 
@@ -173,7 +179,7 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
         _, refused = await checked_post(request)
         if refused:
             return refused
-        pages.ui.sign_out(request)
+        await pages.ui.sign_out(request)
         return pages.redirect(request, "/connexion")
 
     def starting(request: Request) -> Response:
@@ -261,7 +267,8 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
         rid, action = _uuid(referral_id), SLUGS.get(slug)
         if rid is None or action is None:
             return pages.problem(request, 404, "Page introuvable", "Cette action n'existe pas.")
-        result = await act(runtime.pool, runtime.contract, settings.operator, action, rid, form, expert)
+        result = await act(runtime.pool, runtime.contract, runtime.vault, settings.operator, action, rid, form,
+                           expert)
         if not result.found:
             return pages.problem(request, 404, "Dossier introuvable",
                                  "Aucun dossier de ce guichet ne porte cette référence.")

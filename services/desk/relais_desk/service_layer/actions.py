@@ -20,6 +20,7 @@ from relais_kit import outbox
 from relais_kit.contract import Contract, ContractViolation
 from relais_kit.envelope import now
 from relais_kit.logs import log
+from relais_kit.vault import Vault
 
 EVENTS: dict[Action, str] = {
     Action.ACKNOWLEDGE: "operator.acknowledged",
@@ -68,8 +69,8 @@ def check_form(action: Action, form: Mapping[str, str], *, referral_id: str, exp
     return forms.reject(form, referral_id=referral_id, at=at, operator=operator)
 
 
-async def act(pool: asyncpg.Pool, contract: Contract, operator: str, action: Action, referral_id: str,
-              form: Mapping[str, str], expert: Expert) -> Result:
+async def act(pool: asyncpg.Pool, contract: Contract, vault: Vault, operator: str, action: Action,
+              referral_id: str, form: Mapping[str, str], expert: Expert) -> Result:
     structlog.contextvars.bind_contextvars(referral_id=referral_id)
     async with pool.acquire() as conn, conn.transaction():
         case = await store.case_for_update(conn, referral_id)
@@ -91,7 +92,7 @@ async def act(pool: asyncpg.Pool, contract: Contract, operator: str, action: Act
             log.error("action_breaks_contract", action=action.value, reason=exc.reason)
             return Result(errors={"_form": "La saisie ne respecte pas le contrat d'échange ; "
                                            "vérifiez les champs et réessayez."})
-        await outbox.record(conn, topic(operator), event)
+        await outbox.record(conn, topic(operator), event, vault)
         reference = checked.data.get("case_reference") if action is Action.ACKNOWLEDGE else None
         await store.set_status(conn, referral_id, status, at, case_reference=reference)
         detail: dict[str, Any] = {k: v for k, v in checked.data.items() if k != "referral_id"}

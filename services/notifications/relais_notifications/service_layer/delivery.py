@@ -37,6 +37,7 @@ from relais_kit.contract import Contract
 from relais_kit.db import CONNECTION_LOST
 from relais_kit.envelope import now
 from relais_kit.logs import log
+from relais_kit.vault import Vault
 from relais_notifications.adapters import store
 from relais_notifications.adapters.ports import DeliveryError, Mailer, SmsGateway
 from relais_notifications.domain import policy
@@ -44,13 +45,14 @@ from relais_notifications.service_layer import events
 
 
 class DeliveryLoop:
-    def __init__(self, *, pool: asyncpg.Pool, contract: Contract, source: str, mailer: Mailer,
+    def __init__(self, *, pool: asyncpg.Pool, contract: Contract, source: str, vault: Vault, mailer: Mailer,
                  sms: SmsGateway, max_attempts: int = 5, retry_base_s: float = 30.0,
                  retry_max_s: float = 3600.0, poll_s: float = 2.0, workers: int = 4,
                  lease_s: float = 120.0) -> None:
         self._pool = pool
         self._contract = contract
         self._source = source
+        self._vault = vault
         self._mailer = mailer
         self._sms = sms
         self._max_attempts = max_attempts
@@ -135,7 +137,7 @@ class DeliveryLoop:
         at = now()
         await store.mark_sent(conn, pending.id, attempts, at)
         if pending.recipient == "citizen":
-            await events.record_sent(conn, self._contract, self._source, notification_id=pending.id,
+            await events.record_sent(conn, self._contract, self._source, self._vault, notification_id=pending.id,
                                      referral_id=pending.referral_id,
                                      cause_event_id=pending.cause_event_id, channel=pending.channel, at=at)
         self.sent += 1
@@ -152,7 +154,7 @@ class DeliveryLoop:
             return
         await store.mark_failed(conn, pending.id, attempts, at, exc.reason)
         if pending.recipient == "citizen":
-            await events.record_failed(conn, self._contract, self._source, notification_id=pending.id,
+            await events.record_failed(conn, self._contract, self._source, self._vault, notification_id=pending.id,
                                        referral_id=pending.referral_id,
                                        cause_event_id=pending.cause_event_id, channel=pending.channel,
                                        at=at, reason=exc.reason)

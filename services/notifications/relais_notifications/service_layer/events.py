@@ -10,12 +10,13 @@ import asyncpg
 
 from relais_kit import outbox
 from relais_kit.contract import Contract
+from relais_kit.vault import Vault
 from relais_notifications.domain.model import outcome_event_id
 
 TOPIC = "notifications"
 
 
-async def record_sent(conn: asyncpg.Connection, contract: Contract, source: str, *,
+async def record_sent(conn: asyncpg.Connection, contract: Contract, source: str, vault: Vault, *,
                       notification_id: uuid.UUID, referral_id: uuid.UUID, cause_event_id: str,
                       channel: str, at: datetime) -> None:
     data = {"notification_id": str(notification_id), "referral_id": str(referral_id),
@@ -23,10 +24,10 @@ async def record_sent(conn: asyncpg.Connection, contract: Contract, source: str,
             "sent_at": at.isoformat()}
     event = contract.event("notification.sent", source=source, subject=str(referral_id), data=data,
                            id=outcome_event_id(notification_id, "notification.sent"))
-    await outbox.record(conn, TOPIC, event)
+    await outbox.record(conn, TOPIC, event, vault)
 
 
-async def record_failed(conn: asyncpg.Connection, contract: Contract, source: str, *,
+async def record_failed(conn: asyncpg.Connection, contract: Contract, source: str, vault: Vault, *,
                         notification_id: uuid.UUID, referral_id: uuid.UUID, cause_event_id: str,
                         channel: str, at: datetime, reason: str) -> None:
     data = {"notification_id": str(notification_id), "referral_id": str(referral_id),
@@ -34,4 +35,4 @@ async def record_failed(conn: asyncpg.Connection, contract: Contract, source: st
             "failed_at": at.isoformat(), "reason": reason[:1000]}
     event = contract.event("notification.failed", source=source, subject=str(referral_id), data=data,
                            id=outcome_event_id(notification_id, "notification.failed"))
-    await outbox.record(conn, TOPIC, event)
+    await outbox.record(conn, TOPIC, event, vault)

@@ -11,6 +11,7 @@ from relais_kit.consumer import Delivery, Handler, Refused
 from relais_kit.contract import Contract
 from relais_kit.envelope import event_type, now
 from relais_kit.logs import log
+from relais_kit.vault import Vault
 from relais_notifications.adapters import store
 from relais_notifications.domain.model import Answer, UnusableAnswer
 from relais_notifications.domain.notifications import notifications_for
@@ -21,15 +22,15 @@ TOPICS = ["referrals"]
 ANSWERED = event_type("referral.answered")
 
 
-def handlers(contract: Contract, source: str) -> Mapping[str, Handler]:
+def handlers(contract: Contract, source: str, vault: Vault) -> Mapping[str, Handler]:
     async def on_answered(delivery: Delivery, conn: asyncpg.Connection) -> None:
-        await referral_answered(delivery, conn, contract, source)
+        await referral_answered(delivery, conn, contract, source, vault)
 
     return {ANSWERED: on_answered}
 
 
 async def referral_answered(delivery: Delivery, conn: asyncpg.Connection,
-                            contract: Contract, source: str) -> None:
+                            contract: Contract, source: str, vault: Vault) -> None:
     """Stores the citizen's and the adviser's deliveries in the consumer's transaction.
     E-mail and SMS stay `pending` for the delivery loop (woken at commit); a letter
     and the adviser's screen are delivered by being stored, and the letter's
@@ -50,7 +51,7 @@ async def referral_answered(delivery: Delivery, conn: asyncpg.Connection,
                  channel=notification.channel, status=notification.status, outcome=answer.outcome)
         if notification.announce and notification.status == "sent":
             await events.record_sent(
-                conn, contract, source, notification_id=notification.id,
+                conn, contract, source, vault, notification_id=notification.id,
                 referral_id=notification.referral_id, cause_event_id=notification.cause_event_id,
                 channel=notification.channel, at=at)
     await store.wake_delivery_loop(conn)

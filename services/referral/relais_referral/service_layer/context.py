@@ -10,6 +10,7 @@ import asyncpg
 from relais_kit import outbox
 from relais_kit.contract import Contract
 from relais_kit.sealing import OperatorKeys
+from relais_kit.vault import Vault
 from relais_referral.domain.catalogue import Catalogue
 
 SOURCE = "/relais/referral"
@@ -20,6 +21,7 @@ class Context:
     contract: Contract
     catalogue: Catalogue
     keys: OperatorKeys
+    vault: Vault
 
     def seal(self, name: str, operator: str, plaintext: dict[str, Any]) -> str:
         """The personal data of event `name` for `operator`'s inbox, checked against
@@ -30,7 +32,8 @@ class Context:
     async def publish(self, conn: asyncpg.Connection, topic: str, name: str, subject: str,
                       data: dict[str, Any]) -> None:
         """Records an event in the outbox, in the caller's transaction."""
-        await outbox.record(conn, topic, self.contract.event(name, source=SOURCE, subject=subject, data=data))
+        await outbox.record(conn, topic, self.contract.event(name, source=SOURCE, subject=subject, data=data),
+                            self.vault)
 
 
 def inbox_topic(operator: str) -> str:

@@ -63,7 +63,8 @@ async def upsert_site(runtime: Runtime, site: Site) -> Outcome:
             record = SiteRecord(site, created_at=before.created_at if before else at, updated_at=at)
             await store.save(record)
             await outbox.record(conn, ev.TOPIC, runtime.contract.event(
-                ev.UPSERTED, source=runtime.source, subject=site.site_id, data=ev.upserted_data(record)))
+                ev.UPSERTED, source=runtime.source, subject=site.site_id, data=ev.upserted_data(record)),
+                runtime.vault)
         log.info("site_upserted", created=before is None, revived=before is not None and not before.active,
                  kind=site.kind)
         return Outcome(record, created=before is None, changed=True)
@@ -87,7 +88,8 @@ async def retire_site(runtime: Runtime, site_id: str) -> Outcome:
             record = SiteRecord(before.site, created_at=before.created_at, updated_at=at, retired_at=at)
             await store.save(record)
             await outbox.record(conn, ev.TOPIC, runtime.contract.event(
-                ev.RETIRED, source=runtime.source, subject=site_id, data=ev.retired_data(site_id, at)))
+                ev.RETIRED, source=runtime.source, subject=site_id, data=ev.retired_data(site_id, at)),
+                runtime.vault)
         log.info("site_retired")
         return Outcome(record, created=False, changed=True)
 

@@ -97,7 +97,7 @@ async def provider_logout(request: Request, session: Session) -> str | None:
     else None (a local sign-out only).
 
         session = pages(request).session(request)
-        pages(request).sign_out(request)
+        await pages(request).sign_out(request)
         return redirect(request, await provider_logout(request, session) or SIGN_IN)
     """
     id_token = session.get("id_token")
@@ -167,6 +167,6 @@ async def callback(request: Request) -> Response:
         data["id_token"] = identity.id_token  # for the provider's logout (provider_logout)
     if home is not None:
         data.update(place_id=home.site_id, place_name=home.name)
-    pages(request).sign_in(request, user.user_id, user.display_name, data)
+    await pages(request).sign_in(request, user.user_id, user.display_name, data)
     log.info("signed_in", user=user.user_id, role=user.role, via="proconnect")
     return _forget_attempt(request, redirect(request, local_path(attempt.next_path, HOME)))

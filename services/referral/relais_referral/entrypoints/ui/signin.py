@@ -72,7 +72,7 @@ async def signin(request: Request, form: Form) -> Response:
     data = session_data(user, account.get("department"))
     if home is not None:
         data.update(place_id=home.site_id, place_name=home.name)
-    pages(request).sign_in(request, user.user_id, user.display_name, data)
+    await pages(request).sign_in(request, user.user_id, user.display_name, data)
     log.info("signed_in", user=user.user_id, role=user.role)
     return redirect(request, suite or HOME)
 
@@ -80,6 +80,6 @@ async def signin(request: Request, form: Form) -> Response:
 @router.post("/deconnexion")
 async def signout(request: Request, form: Form) -> Response:
     session = pages(request).session(request)  # as it was: signed in with ProConnect or not
-    pages(request).sign_out(request)
+    await pages(request).sign_out(request)
     # Signed in through ProConnect: signed out of ProConnect too, then back here.
     return redirect(request, await provider_logout(request, session) or SIGN_IN)
