@@ -8,7 +8,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from relais_kit.auth import User
+ROLES = ("adviser", "supervisor", "ops")
+
+
+@dataclass(frozen=True)
+class User:
+    """Who is asking: an account, its role, an adviser's home site, a supervisor's
+    department, and the server-side session its token or cookie belongs to."""
+
+    user_id: str
+    role: str
+    site_id: str | None
+    display_name: str
+    department: str | None = None
+    session_id: str | None = None
+
+    @property
+    def read_only(self) -> bool:
+        """Ops see everything and change nothing."""
+        return self.role == "ops"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ lifetime (`TOKEN_TTL`)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated
 
@@ -20,27 +19,13 @@ import jwt
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 
+from relais_kit.access import ROLES, User
 from relais_kit.envelope import now
 
 TOKEN_URL = "/api/v1/auth/token"
-ROLES = ("adviser", "supervisor", "ops")
 TOKEN_TTL = timedelta(hours=1)
 _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL)
-
-
-@dataclass(frozen=True)
-class User:
-    user_id: str
-    role: str
-    site_id: str | None
-    display_name: str
-    department: str | None = None
-    session_id: str | None = None
-
-    @property
-    def read_only(self) -> bool:
-        """Ops see everything and change nothing."""
-        return self.role == "ops"
+__all__ = ["ROLES", "TOKEN_TTL", "TokenCheck", "User", "current_user", "issue_token", "read_token", "require_role"]
 
 
 # The issuer's check that the token's account and session are still alive.

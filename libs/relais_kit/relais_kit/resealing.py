@@ -68,7 +68,10 @@ async def reseal_all(pool: asyncpg.Pool, vault: Vault, columns: Sequence[SealedC
             async with pool.acquire() as conn:
                 done = await reseal_batch(conn, vault, column)
             total += done
-            if done < BATCH:
+            # Not `done < BATCH`: a row its service rewrote meanwhile is skipped, and the
+            # rows after it must still be re-sealed. A batch with no progress (nothing left,
+            # or only values that do not open) ends the pass.
+            if done == 0:
                 break
     return total
 

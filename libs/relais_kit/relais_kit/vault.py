@@ -119,7 +119,7 @@ class FileKeyRing:
         self.path = path
         self._recheck_s = recheck_s
         self._checked = 0.0
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
         self._set = self._read()
 
     @classmethod
@@ -143,7 +143,7 @@ class FileKeyRing:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise VaultError(f"{self.path}: cannot read the data keys ({exc.__class__.__name__})") from exc
-        self._stamp = (stat.st_mtime_ns, stat.st_size)
+        self._stamp = _stamp(stat)
         return KeySet.parse(raw, str(self.path))
 
     def _fresh(self) -> KeySet:
@@ -152,7 +152,7 @@ class FileKeyRing:
             self._checked = clock
             try:
                 stat = self.path.stat()
-                if (stat.st_mtime_ns, stat.st_size) != self._stamp:
+                if _stamp(stat) != self._stamp:
                     self._set = self._read()
             except (OSError, VaultError):
                 pass  # a file being rewritten: keep the keys we have, look again later
@@ -171,6 +171,12 @@ class FileKeyRing:
 
     def index_key(self) -> bytes:
         return self._fresh().index
+
+
+def _stamp(stat: os.stat_result) -> tuple[int, ...]:
+    """What changes when the file does: a replaced file is a new inode, and its change
+    time moves even when a copy kept the old modification time and size."""
+    return (stat.st_ino, stat.st_ctime_ns, stat.st_mtime_ns, stat.st_size)
 
 
 def _write_temporary(path: Path, keys: KeySet) -> Path:
@@ -211,7 +217,9 @@ class Vault:
         (no `rv1:` prefix) is returned as it is, until the re-sealing loop seals it."""
         if not is_sealed(stored):
             return stored
-        _, kid, body = stored.split(":", 2)
+        kid, body = key_id_of(stored), stored.split(":", 2)[-1]
+        if kid is None:
+            raise VaultError(f"a value of {context.split(':', 1)[0]} does not open (cut short)")
         key = self._keys.key(kid)
         if key is None:
             raise VaultError(f"a value of {context.split(':', 1)[0]} is sealed with key {kid!r}, "

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import asyncpg
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -98,14 +98,6 @@ async def _database_away(_: Request, exc: Exception) -> JSONResponse:
                         content={"detail": f"the database is unavailable, try again ({type(exc).__name__})"})
 
 
-class _BodyTooLarge(HTTPException):
-    """Raised by the receive channel: FastAPI's body parsing lets an HTTPException
-    through, so the route answers 413 through the usual handler."""
-
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(413, f"the request body is larger than {max_bytes} bytes")
-
-
 class BodyLimit:
     """Refuses a request body larger than `max_bytes` with 413, before the application
     reads it: at once from its Content-Length, else as soon as the bytes received pass
@@ -124,27 +116,39 @@ class BodyLimit:
             await self._refuse(send)
             return
         received = 0
-        started = False
+        started = refused = False
 
+        # Past the limit, the 413 is sent from here and the application is told the
+        # client has gone. An exception raised through the receive channel would not do:
+        # `@app.middleware("http")` layers wrap it in an ExceptionGroup (a 500, or
+        # FastAPI's 400 "error parsing the body").
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _BodyTooLarge(self.max_bytes)
+                    refused = True
+                    if not started:
+                        await self._refuse(send)
+                    return {"type": "http.disconnect"}
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal started
+            if refused:
+                return  # the 413 was the answer
             started = started or message["type"] == "http.response.start"
             await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await self._refuse(send)
+        except Exception:
+            if not refused:
+                raise
+            # The application failed on the body it could not read: the 413 answered.
 
     async def _refuse(self, send: Send) -> None:
         body = json.dumps({"detail": f"the request body is larger than {self.max_bytes} bytes",
@@ -211,6 +215,6 @@ def prepare_app(app: FastAPI, settings: PlatformSettings,
                                 content={"detail": "starting: waiting for the database and the broker"})
         return await call_next(request)
 
-    app.add_middleware(ResponseHeaders, hsts=settings.production)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # outermost: before anything reads
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # before anything reads the body
+    app.add_middleware(ResponseHeaders, hsts=settings.production)  # outermost: on every answer, 413 included
     return app

@@ -27,8 +27,13 @@ Every change is published on the compacted Kafka topic `sites` (record key: the 
 id) as a CloudEvent `fr.franceservices.site.upserted.v1` or
 `fr.franceservices.site.retired.v1`; see `schemas/events/`.
 
-Authentication: a bearer token (JWT) issued by the referral service. Reading needs any
-valid token; writing needs the role `ops` or `supervisor`."""
+Authentication: a bearer token (JWT) issued by the referral service. Sites are public
+information: reading needs any valid token. Writing is a supervisor's, within their own
+department (the token's `department` claim): they create, change and retire only sites
+whose department is theirs, as described in the body and as the registry holds them, and
+a permanence or bus of theirs depends only on a site of their department. Ops are
+read-only; advisers and supervisors without a department write nothing. A refused write
+is a 403 whose `detail` says why, and changes and publishes nothing."""
 
 
 def create_app(settings: SitesSettings | None = None) -> FastAPI:

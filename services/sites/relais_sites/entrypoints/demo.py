@@ -1,5 +1,6 @@
 """Demo data: the sites of `deploy/demo/sites.yaml`, upserted at start when
-RELAIS_DEMO_DATA is true. Idempotent: a site already described the same way
+RELAIS_DEMO_DATA is true, by the service itself (not through the API, whose writers
+are bound to their department). Idempotent: a site already described the same way
 publishes nothing."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pydantic import TypeAdapter
 from relais_kit.logs import log
 from relais_kit.runtime import Runtime
 from relais_sites.domain import Site
+from relais_sites.domain.permissions import THE_SERVICE
 from relais_sites.entrypoints.schemas import SiteBody
 from relais_sites.service_layer.sites import upsert_site
 
@@ -28,7 +30,7 @@ def load_demo_sites(path: Path) -> list[Site]:
 async def seed_demo_sites(runtime: Runtime, path: Path) -> Counter[str]:
     counts: Counter[str] = Counter()
     for site in load_demo_sites(path):
-        outcome = await upsert_site(runtime, site)
+        outcome = await upsert_site(runtime, site, by=THE_SERVICE)
         counts["created" if outcome.created else "updated" if outcome.changed else "unchanged"] += 1
     log.info("demo_sites_seeded", file=path.name, **counts)
     return counts

@@ -1,6 +1,8 @@
 """The registry's use cases. Each runs in ONE PostgreSQL transaction that writes the
 sites table and, only when something changed, records the event announcing it in
-the outbox; the outbox relay publishes it on the `sites` topic afterwards."""
+the outbox; the outbox relay publishes it on the `sites` topic afterwards. Each write
+first asks `domain.permissions` whether its editor may make it, on the registry as it
+stands inside that transaction."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from relais_kit.runtime import Runtime
 from relais_sites.adapters.store import SiteFilter, SiteStore
 from relais_sites.domain import InvalidSite, Site, SiteRecord
 from relais_sites.domain import events as ev
+from relais_sites.domain.permissions import Editor, NotAllowed, retire_refusal, upsert_refusal
 from relais_sites.domain.rules import kind_change_problems, parent_problems
 
 
@@ -41,16 +44,18 @@ class Outcome:
     changed: bool   # an event was recorded
 
 
-async def upsert_site(runtime: Runtime, site: Site) -> Outcome:
+async def upsert_site(runtime: Runtime, site: Site, *, by: Editor) -> Outcome:
     """Creates or updates a site (and brings a retired one back). Describing a site
     exactly as it already is changes nothing and publishes nothing."""
-    with bound_contextvars(site_id=site.site_id):
+    with bound_contextvars(site_id=site.site_id, by=by.user_id):
         async with runtime.pool.acquire() as conn, conn.transaction():
             store = SiteStore(conn)
             # The parent is locked too, so that it cannot be retired meanwhile.
             await store.lock(site.site_id, *filter(None, [site.parent_site_id]))
             before = await store.get(site.site_id)
             parent = await store.get(site.parent_site_id) if site.parent_site_id else None
+            _refuse_if(upsert_refusal(by, site, before.site if before else None,
+                                      parent.site if parent else None), by)
             problems = parent_problems(site, parent)
             if before is not None and before.site.kind != site.kind:
                 problems += kind_change_problems(site, await store.active_children(site.site_id))
@@ -70,13 +75,14 @@ async def upsert_site(runtime: Runtime, site: Site) -> Outcome:
         return Outcome(record, created=before is None, changed=True)
 
 
-async def retire_site(runtime: Runtime, site_id: str) -> Outcome:
+async def retire_site(runtime: Runtime, site_id: str, *, by: Editor) -> Outcome:
     """Retires a site for good; retiring a retired site changes nothing."""
-    with bound_contextvars(site_id=site_id):
+    with bound_contextvars(site_id=site_id, by=by.user_id):
         async with runtime.pool.acquire() as conn, conn.transaction():
             store = SiteStore(conn)
             await store.lock(site_id)
             before = await store.get(site_id)
+            _refuse_if(retire_refusal(by, before.site if before else None), by)
             if before is None:
                 raise SiteNotFound(site_id)
             if not before.active:
@@ -92,6 +98,12 @@ async def retire_site(runtime: Runtime, site_id: str) -> Outcome:
                 runtime.vault)
         log.info("site_retired")
         return Outcome(record, created=False, changed=True)
+
+
+def _refuse_if(refusal: str | None, by: Editor) -> None:
+    if refusal is not None:
+        log.warning("site_change_refused", role=by.role, reason=refusal)
+        raise NotAllowed(refusal)
 
 
 async def get_site(runtime: Runtime, site_id: str) -> SiteRecord:
