@@ -25,12 +25,13 @@ from relais_kit.contract import load_contract
 from relais_kit.envelope import from_record
 from relais_kit.runtime import until_ready
 from relais_kit.settings import REPO_ROOT
-from tests.support import TopicReader, eventually, headers, of_type, produce, seal_for
+from tests.support import TopicReader, dump_schema, eventually, headers, of_type, produce, seal_for
 
 OPERATOR = "justice"
 INBOX = f"operator.{OPERATOR}.inbox"
 OUTBOX = f"operator.{OPERATOR}.outbox"
 SCHEMA = "desk_justice"
+COOKIE = "relais_desk_session"
 CONTRACT = load_contract(REPO_ROOT / "schemas")
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -119,15 +120,6 @@ def outbox_events(records: list[ConsumerRecord], referral_id: str) -> list[Consu
     return [r for r in records if r.key == referral_id.encode()]
 
 
-async def desk_dump(db: asyncpg.Connection) -> str:
-    """Every row of every table of the desk's schema, as text."""
-    tables = await db.fetch("SELECT table_name FROM information_schema.tables WHERE table_schema = $1", SCHEMA)
-    assert {"cases", "case_events", "outbox", "processed_events", "experts"} <= {t["table_name"] for t in tables}
-    texts = [await db.fetchval(f"SELECT coalesce(string_agg(t::text, chr(10)), '')"
-                               f' FROM {SCHEMA}."{t["table_name"]}" t') for t in tables]
-    return "\n".join(texts)
-
-
 async def test_an_expert_handles_a_case_from_the_inbox_to_the_answer(
         monkeypatch: pytest.MonkeyPatch, database_url: str, kafka_bootstrap: str) -> None:
     referral_id = str(uuid.uuid4())
@@ -167,8 +159,9 @@ async def test_an_expert_handles_a_case_from_the_inbox_to_the_answer(
         again = await client.post(url, data={"csrf_token": csrf})
         assert again.status_code == 409 and "déjà pris en charge" in again.text
 
+        question = f"Quel est le montant des ressources du foyer {uuid.uuid4().hex[:6]} ?"
         asked = await client.post(f"/dossiers/{referral_id}/demander-information",
-                                  data={"question": "Quel est le montant des ressources du foyer ?",
+                                  data={"question": question,
                                         "documents": "Avis d'imposition 2025\nBail", "csrf_token": csrf})
         assert asked.status_code == 303
 
@@ -194,15 +187,19 @@ async def test_an_expert_handles_a_case_from_the_inbox_to_the_answer(
         assert "Dossier complet." in missing.text  # what was typed is kept
         assert await db.fetchval(f"SELECT count(*) FROM {SCHEMA}.outbox") == before
 
+        to_citizen = f"Un rendez-vous vous est proposé au tribunal {uuid.uuid4().hex[:6]}."
+        to_adviser = f"Rendez-vous fixé, dossier JUS-47-2026-0042 {uuid.uuid4().hex[:6]}."
         answered = await client.post(f"/dossiers/{referral_id}/repondre", data={
             "outcome": "appointment_offered", "csrf_token": csrf,
-            "message_to_citizen": "Un rendez-vous vous est proposé au tribunal.",
-            "message_to_adviser": "Rendez-vous fixé, dossier JUS-47-2026-0042.",
+            "message_to_citizen": to_citizen, "message_to_adviser": to_adviser,
             "appointment_at": (datetime.now(UTC) + timedelta(days=7)).strftime("%Y-%m-%dT10:30"),
             "appointment_place": "Tribunal judiciaire d'Agen"})
         assert answered.status_code == 303
         closed = await client.get(f"/dossiers/{referral_id}")
         assert "Répondu" in closed.text and "Aucune action possible" in closed.text
+        # The experts' texts are sealed at rest and opened for the page.
+        for text in (question, to_citizen, to_adviser, "Tribunal judiciaire d'Agen", "Référence JUS-47-2026-0042"):
+            assert str(escape(text)) in closed.text
 
         records = await outbox.until(lambda rs: len(outbox_events(rs, referral_id)) >= 3, what="3 operator events")
         mine = outbox_events(records, referral_id)
@@ -223,16 +220,25 @@ async def test_an_expert_handles_a_case_from_the_inbox_to_the_answer(
         assert referral_id in (await client.get("/dossiers?statut=answered")).text
         assert referral_id not in (await client.get("/dossiers?statut=new")).text
 
-        # A dump of the desk's database shows no personal data without the key.
-        dump = await desk_dump(db)
-        assert referral_id in dump
-        for secret in (summary, family_name, "nadia.dupont@example.fr", "1987-06-02", info):
+        # A dump of the desk's schema shows neither the citizen's data nor the experts'
+        # texts: the first stays the JWE received, the others are sealed at rest.
+        dump = dump_schema(database_url, SCHEMA)
+        assert referral_id in dump and "justice.aide-juridictionnelle" in dump
+        for secret in (summary, family_name, "nadia.dupont@example.fr", "1987-06-02", info,
+                       question, "Avis d'imposition 2025", "JUS-47-2026-0042", to_citizen, to_adviser,
+                       "Tribunal judiciaire d'Agen"):
             assert secret not in dump
 
-        # Signing out ends the session.
+        # Signing out ends the session: a copy of the cookie taken before opens nothing.
+        copied = client.cookies[COOKIE]
+        assert (await client.get("/dossiers", headers={"Cookie": f"{COOKIE}={copied}"})).status_code == 200
         out = await client.post("/deconnexion", data={"csrf_token": csrf})
         assert out.status_code == 303
         assert (await client.get("/dossiers")).status_code == 303
+        replayed = await client.get("/dossiers", headers={"Cookie": f"{COOKIE}={copied}"})
+        assert replayed.status_code == 303 and replayed.headers["location"] == "/connexion"
+        assert (await client.get(f"/dossiers/{referral_id}",
+                                 headers={"Cookie": f"{COOKIE}={copied}"})).status_code == 303
 
 
 async def _inbox_with(client: httpx.AsyncClient, referral_id: str) -> httpx.Response | None:
@@ -319,3 +325,7 @@ async def test_the_inbox_is_paged_most_urgent_first(
         rest = re.findall(r'href="/dossiers/([0-9a-f-]{36})"', second.text)
         assert len(rest) == total - 50 and not set(rest) & set(shown) and "Page précédente" in second.text
         assert (await client.get("/dossiers?page=abc")).text.count('href="/dossiers/') >= 50  # page 1
+        # Digits to `str.isdigit` that `int` refuses, and numbers too long for `int`: page 1.
+        for odd in ("²", "٣", "３", "9" * 5000, "-1", "0"):
+            page = await client.get("/dossiers", params={"page": odd})
+            assert page.status_code == 200 and "page 1 sur 2" in page.text, odd

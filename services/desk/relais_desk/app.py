@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 
 import structlog
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from relais_desk.adapters import store
 from relais_desk.adapters.keys import OperatorKey
 from relais_desk.entrypoints import web
 from relais_desk.service_layer import accounts, inbox
@@ -30,8 +32,10 @@ SERVICE = "desk"
 
 async def start_runtime(settings: DeskSettings) -> Runtime:
     """The kit's runtime, publishing as the operator (`ce_source: /operators/<code>`)."""
+    period = timedelta(days=settings.retention_days)
     return await Runtime.start(SERVICE, settings, [SESSIONS_MIGRATIONS, MIGRATIONS], schema=settings.schema_name,
-                               source=source(settings.operator))
+                               source=source(settings.operator), sealed=store.SEALED,
+                               retention=lambda _: store.retention_steps(period))
 
 
 def create_app(settings: DeskSettings | None = None) -> FastAPI:
@@ -40,14 +44,15 @@ def create_app(settings: DeskSettings | None = None) -> FastAPI:
     known = load_topics(settings.topics_file).operators
     if operator not in known:
         raise ValueError(f"RELAIS_DESK_OPERATOR={operator!r} is not an operator of {settings.topics_file}")
-    key = OperatorKey.from_file(settings.key_file)  # fail now, not at the first event
+    key = OperatorKey.from_file(settings.key_file, production=settings.production)  # now, not at the first event
 
     async def start(app: FastAPI) -> Runtime:
         runtime = await start_runtime(settings)
         if settings.demo_data and not settings.production:
             async with runtime.pool.acquire() as conn:
                 await accounts.seed_demo_account(conn, operator)
-        runtime.consume(inbox.group(operator), [inbox.topic(operator)], inbox.handlers(operator, key, runtime.contract))
+        runtime.consume(inbox.group(operator), [inbox.topic(operator)],
+                        inbox.handlers(operator, key, runtime.contract, runtime.vault))
         return runtime
 
     @asynccontextmanager

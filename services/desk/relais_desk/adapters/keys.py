@@ -28,11 +28,17 @@ class OperatorKey:
         self.kid = str(key.kid or "")
 
     @classmethod
-    def from_file(cls, path: Path) -> OperatorKey:
+    def from_file(cls, path: Path, *, production: bool) -> OperatorKey:
+        """In production, a key of the public demo set is refused wherever it was
+        copied: it is recognised by its content (RFC 7638 thumbprint), not its path."""
         try:
-            return cls(sealing.load_key(path, private=True))
+            key = sealing.load_key(path, private=True)
         except sealing.SealingError as exc:
             raise KeyProblem(f"RELAIS_DESK_PRIVATE_KEY: {exc}") from exc
+        if production and sealing.is_demo_key(key):
+            raise KeyProblem(f"RELAIS_DESK_PRIVATE_KEY: {path} is one of the public demo keys "
+                             "(deploy/demo/operator-keys), refused when RELAIS_ENV=production")
+        return cls(key)
 
     def open(self, token: str, *, referral_id: str) -> dict[str, Any]:
         try:

@@ -1,6 +1,9 @@
 """The desk's pages: server-rendered HTML (Jinja2, DSFR), forms that work without
-JavaScript (POST, then a redirect), a signed session cookie and a CSRF token checked on
-every POST. The expert sees the personal data only here, decrypted for the page."""
+JavaScript (POST, then a redirect), a signed session cookie naming a server-side
+session (checked at every request: signing out or closing the account ends it) and a
+CSRF token checked on every POST. Sign-in is throttled per account and per address
+before any password is checked. The expert sees the personal data only here,
+decrypted for the page."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -21,10 +25,11 @@ from relais_desk.domain.cases import ACTION_LABELS, STATUS_LABELS, Action, Statu
 from relais_desk.service_layer import accounts
 from relais_desk.service_layer.actions import Expert, act
 from relais_desk.settings import DeskSettings
-from relais_kit import webui
+from relais_kit import sessions, webui
 from relais_kit.envelope import now
 from relais_kit.logs import log
 from relais_kit.runtime import Runtime
+from relais_kit.throttle import SignInThrottle, TooManyAttempts
 from relais_kit.webui import CSRF_FIELD, Session, security_headers
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -55,8 +60,22 @@ TIMELINE_LABELS: dict[str, str] = {
 SITE_KINDS = {"fixed": "Espace France Services", "post_office": "Bureau de poste",
               "mobile_permanence": "Permanence itinérante", "bus": "Bus France Services"}
 PAGE_SIZE = 50  # cases per inbox page
+LAST_PAGE = 10_000
 
 
+def page_number(text: str) -> int:
+    """`?page=`: ASCII digits only (`²` and `٣` are digits to `str.isdigit`, not to
+    `int`), bounded; anything else is page 1."""
+    if not (0 < len(text) <= 6 and text.isascii() and text.isdigit()):
+        return 1
+    return max(1, min(int(text), LAST_PAGE))
+
+
+def wait_in_words(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds} seconde{'s' if seconds > 1 else ''}"
+    minutes = -(-seconds // 60)
+    return f"{minutes} minute{'s' if minutes > 1 else ''}"
 
 
 class Pages:
@@ -92,8 +111,10 @@ class Pages:
 
     # -- personal data ---------------------------------------------------------------------
 
-    def personal(self, token: str, referral_id: str) -> dict[str, Any] | None:
+    def personal(self, token: str | None, referral_id: str) -> dict[str, Any] | None:
         """Decrypted for one page, never kept."""
+        if token is None:
+            return None
         try:
             return self.key.open(token, referral_id=referral_id)
         except Undecryptable as exc:
@@ -105,9 +126,26 @@ def _runtime(request: Request) -> Runtime | None:
     return getattr(request.app.state, "runtime", None)
 
 
+class ExpertSessions(webui.PoolSessions):
+    """The `sessions` table, where a session lives only while its expert's account is
+    open: a sign-in that raced the account's closing opens nothing either."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        super().__init__(pool)
+        self.pool = pool
+
+    async def alive(self, session_id: str, user_id: str) -> bool:
+        async with self.pool.acquire() as conn:
+            return await sessions.is_alive(conn, session_id, user_id) and await store.expert_active(conn, user_id)
+
+
 def _sessions(request: Request) -> webui.SessionRegistry | None:
     runtime = _runtime(request)
-    return webui.PoolSessions(runtime.pool) if runtime is not None else None
+    return ExpertSessions(runtime.pool) if runtime is not None else None
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -118,8 +156,10 @@ async def _form(request: Request) -> dict[str, str]:
 def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
     pages = Pages(settings, key)
     app.state.pages = pages
+    throttle = SignInThrottle()
 
     security_headers(app)
+    pages.ui.install_handlers(app)  # the server-side session is checked before every route
 
     def signed_in(request: Request) -> Expert | None:
         session = pages.session(request)
@@ -164,12 +204,21 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
             errors["password"] = "Indiquez votre mot de passe."
         if errors:
             return pages.render(request, "signin.html.j2", 422, values={"username": user_id}, errors=errors)
-        async with runtime.pool.acquire() as conn:
-            expert = await accounts.authenticate(conn, user_id, password, production=settings.production)
+        try:
+            await throttle.attempt(user_id, _address(request))
+        except TooManyAttempts as exc:
+            log.warning("sign_in_throttled", per=exc.what, retry_after_s=exc.retry_after_s)
+            response = pages.render(request, "signin.html.j2", 429, values={"username": user_id}, errors={
+                "_form": "Trop de tentatives de connexion. Pour protéger les comptes, réessayez dans "
+                         f"{wait_in_words(exc.retry_after_s)}."})
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+            return response
+        expert = await accounts.authenticate(runtime.pool, user_id, password, production=settings.production)
         if expert is None:
             log.info("sign_in_refused")
             return pages.render(request, "signin.html.j2", 401, values={"username": user_id},
                                 errors={"_form": "Identifiant ou mot de passe incorrect."})
+        await throttle.succeeded(user_id)
         await pages.ui.sign_in(request, expert.user_id, expert.display_name)
         log.info("signed_in", user=expert.user_id)
         return pages.redirect(request, "/dossiers")
@@ -207,9 +256,10 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
             return ready
         expert, runtime = ready
         wanted = Status(statut) if statut in Status.__members__.values() else None
-        number = max(1, min(int(page), 10_000)) if page.isdigit() else 1
+        number = page_number(page)
         async with runtime.pool.acquire() as conn:
-            cases, total = await store.inbox(conn, status=wanted, limit=PAGE_SIZE, offset=(number - 1) * PAGE_SIZE)
+            cases, total = await store.inbox(conn, runtime.vault, status=wanted, limit=PAGE_SIZE,
+                                             offset=(number - 1) * PAGE_SIZE)
         return pages.render(request, "inbox.html.j2", cases=cases, total=total, page=number,
                             pages_count=max(1, -(-total // PAGE_SIZE)), statut=wanted.value if wanted else "",
                             at=now(), expert=expert)
@@ -219,11 +269,11 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
                         values: Mapping[str, str] | None = None, open_action: str | None = None,
                         refusal: str | None = None, sent: str | None = None) -> Response:
         async with runtime.pool.acquire() as conn:
-            case = await store.get_case(conn, referral_id)
+            case = await store.get_case(conn, runtime.vault, referral_id)
             if case is None:
                 return pages.problem(request, 404, "Dossier introuvable",
                                      "Aucun dossier de ce guichet ne porte cette référence.")
-            entries = await store.timeline(conn, referral_id)
+            entries = await store.timeline(conn, runtime.vault, referral_id)
             await store.note_view(conn, referral_id, expert.user_id)
         log.info("case_viewed", user=expert.user_id)
         personal = pages.personal(case.personal_data, referral_id)
@@ -240,7 +290,8 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
             citizen=inbox.citizen_lines(personal.get("citizen") or {}) if personal else [],
             timeline=timeline, allowed=[a.value for a in allowed_actions(case.status)],
             slugs={a.value: slug for slug, a in SLUGS.items()}, errors=errors or {}, values=values or {},
-            open_action=open_action, refusal=refusal, sent=sent, at=now(), expert=expert)
+            open_action=open_action, refusal=refusal, sent=sent, at=now(), expert=expert,
+            retention_days=settings.retention_days)
 
     @app.get("/dossiers/{referral_id}", include_in_schema=False)
     async def show_case(request: Request, referral_id: str, envoye: str = "") -> Response:

@@ -73,7 +73,7 @@ async def act(pool: asyncpg.Pool, contract: Contract, vault: Vault, operator: st
               referral_id: str, form: Mapping[str, str], expert: Expert) -> Result:
     structlog.contextvars.bind_contextvars(referral_id=referral_id)
     async with pool.acquire() as conn, conn.transaction():
-        case = await store.case_for_update(conn, referral_id)
+        case = await store.case_for_update(conn, vault, referral_id)
         if case is None:
             return Result(found=False)
         try:
@@ -94,8 +94,8 @@ async def act(pool: asyncpg.Pool, contract: Contract, vault: Vault, operator: st
                                            "vérifiez les champs et réessayez."})
         await outbox.record(conn, topic(operator), event, vault)
         reference = checked.data.get("case_reference") if action is Action.ACKNOWLEDGE else None
-        await store.set_status(conn, referral_id, status, at, case_reference=reference)
+        await store.set_status(conn, vault, referral_id, status, at, case_reference=reference)
         detail: dict[str, Any] = {k: v for k, v in checked.data.items() if k != "referral_id"}
-        await store.add_entry(conn, referral_id, at, action.value, actor=expert.user_id, detail=detail)
+        await store.add_entry(conn, vault, referral_id, at, action.value, actor=expert.user_id, detail=detail)
     log.info("action_sent", action=action.value, status=status.value, user=expert.user_id, event_id=event.id)
     return Result(event_id=event.id)
