@@ -74,9 +74,9 @@ PLATFORM_USERS: tuple[PlatformUser, ...] = (
     ),
     PlatformUser(
         "relais-notifications",
-        "notifications service: reads referrals, writes notifications; reads privacy "
-        "requests and writes its answers",
-        reads=("referrals", "privacy"),
+        "notifications service: reads referrals, writes notifications; reads sites (who "
+        "may read a site's deliveries); reads privacy requests and writes its answers",
+        reads=("referrals", "sites", "privacy"),
         writes=("notifications", "privacy"),
         group_prefix="relais-notifications",
         dead_letters_of_reads=True,

@@ -239,7 +239,9 @@ async def test_email_sent_once_announced_once_and_listed(
         rows = await svc.deliveries(referral_id)
         assert [(r["recipient"], r["channel"], r["status"], r["attempts"]) for r in rows] == [
             ("citizen", "email", "sent", 1), ("adviser", "adviser_screen", "sent", 0)]
-        assert rows[1]["body"] == data["message_to_adviser"]
+        # Content sealed at rest (the API below opens the adviser's message).
+        assert all(r["body"].startswith("rv1:") for r in rows)
+        assert rows[0]["address"].startswith("rv1:") and address not in rows[0]["address"]
 
         # Exactly one notification.sent for this referral, the CloudEvents way.
         records = await read_topic(svc.bootstrap, "notifications",
@@ -380,6 +382,29 @@ async def test_smtp_down_retries_then_fails(
         assert payload["reason"] == row["reason"]
         assert payload["cause_event_id"] == event.id
         assert (payload["recipient"], payload["channel"]) == ("citizen", "email")
+
+
+async def test_a_line_break_in_the_name_loses_no_notification(
+        monkeypatch: pytest.MonkeyPatch, database_url: str, kafka_bootstrap: str, tmp_path: Path) -> None:
+    # The probe: "Mme\nDupont" made the handler fail three times, and the event with
+    # the citizen's and the adviser's notifications went to the dead-letter topic.
+    async with running_service(monkeypatch, database_url, kafka_bootstrap, tmp_path) as svc:
+        data = answered_data(channel="email", outcome="resolved")
+        data["recipient"]["display_name"] = "Mme\nDupont"
+        referral_id, address = data["referral_id"], data["recipient"]["email"]
+        event = answered_event(data)
+        sent = await produce(svc.bootstrap, event)
+        await eventually(lambda: _async(svc.mails_to(address)), timeout=45.0, what="the citizen's mail")
+        await eventually(lambda: consumed_past(svc.bootstrap, *sent), timeout=45.0, what="the answer to be consumed")
+
+        mails = svc.mails_to(address)
+        assert len(mails) == 1
+        assert str(mails[0]["To"]) == f"Mme Dupont <{address}>"
+        assert " ".join(mails[0].get_content().split()).startswith("Bonjour Mme Dupont,")
+        rows = await svc.deliveries(referral_id)
+        assert [(r["recipient"], r["status"]) for r in rows] == [("citizen", "sent"), ("adviser", "sent")]
+        dead = await read_topic(svc.bootstrap, "referrals.dlq", lambda rs: True)
+        assert [r for r in dead if header_map(r).get("ce_id") == event.id] == []
 
 
 async def test_schema_invalid_answer_goes_to_the_dead_letter_topic(

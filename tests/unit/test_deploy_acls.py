@@ -109,8 +109,8 @@ def test_platform_users(topics: TopicsFile, users: dict[str, generate.User]) -> 
     assert all(a.pattern_type == "literal" for a in referral.acls if a.resource_type == "topic")
 
     notifications = users["relais-notifications"]
-    assert readable(notifications) == {"referrals", "privacy"}
-    assert writable(notifications) == {"notifications", "privacy", "referrals.dlq", "privacy.dlq"}
+    assert readable(notifications) == {"referrals", "sites", "privacy"}
+    assert writable(notifications) == {"notifications", "privacy", "referrals.dlq", "sites.dlq", "privacy.dlq"}
 
     sites = users["relais-sites"]
     assert readable(sites) == set()

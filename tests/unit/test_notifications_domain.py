@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from relais_notifications.domain import policy, sms
+from relais_kit.contract import load_contract
+from relais_kit.settings import REPO_ROOT
+from relais_notifications.domain import policy, privacy, sms
 from relais_notifications.domain.french import datetime_fr, of, operator_name, short_datetime_fr
-from relais_notifications.domain.model import OUTCOMES, Answer, UnusableAnswer, delivery_id, message_id
+from relais_notifications.domain.model import (
+    OUTCOMES,
+    Answer,
+    UnusableAnswer,
+    addressee,
+    delivery_id,
+    message_id,
+)
 from relais_notifications.domain.notifications import notifications_for
+from relais_notifications.domain.sites import SiteState
 from relais_notifications.domain.texts import citizen_text, sms_text, subject
 
 EVENT_ID = "e1b9c3d7-6f2a-4b8e-9c0d-3f5a7b9c1d2e"
@@ -111,6 +122,58 @@ def test_ids_are_deterministic() -> None:
 def test_email_address_is_a_quoted_mailbox() -> None:
     citizen = notifications_for(answer(), EVENT_ID)[0]
     assert citizen.address == "Mme Dupont <nadia.dupont@example.fr>"
+
+
+# --- the name a message is addressed to ---------------------------------------------------
+
+@pytest.mark.parametrize(("given", "shown"), [
+    ("Mme\nDupont", "Mme Dupont"),
+    ("  Mme\r\n\tDupont\x00 ", "Mme Dupont"),
+    ("M.\u2028Jean\u2029Martin\x85", "M. Jean Martin"),
+    ("Mme  Nadia   Dupont", "Mme Nadia Dupont"),
+    ("Mme Élodie N'Guessan-Ça", "Mme Élodie N'Guessan-Ça"),
+    ("\n \x7f\t", "Madame, Monsieur"),
+])
+def test_the_addressee_is_one_clean_line(given: str, shown: str) -> None:
+    assert addressee(given) == shown
+
+
+@pytest.mark.parametrize("channel", ["email", "letter"])
+def test_a_line_break_in_the_name_never_reaches_a_header_or_a_greeting(channel: str) -> None:
+    data = answered(channel=channel)
+    data["recipient"]["display_name"] = "Mme\nDupont"
+    citizen = notifications_for(Answer.from_event_data(data), EVENT_ID)[0]
+    assert citizen.status != "failed"
+    assert citizen.body is not None and "Bonjour Mme Dupont," in citizen.body
+    if channel == "email":
+        assert citizen.address == "Mme Dupont <nadia.dupont@example.fr>"
+
+
+def test_a_blank_name_is_addressed_neutrally() -> None:
+    data = answered()
+    data["recipient"]["display_name"] = "\r\n"
+    citizen = notifications_for(Answer.from_event_data(data), EVENT_ID)[0]
+    assert citizen.address == '"Madame, Monsieur" <nadia.dupont@example.fr>'
+    assert citizen.body is not None and citizen.body.startswith("Bonjour Madame, Monsieur,")
+
+
+@pytest.mark.parametrize(("channel", "changes", "error"), [
+    ("email", {"outcome": "unheard-of"}, "KeyError"),
+    ("letter", {"outcome": "unheard-of"}, "KeyError"),
+    ("sms", {"outcome": "documents_needed", "documents": (None,)}, "TypeError"),
+])
+def test_a_citizen_message_that_cannot_be_written_fails_alone(channel: str, changes: dict[str, Any],
+                                                              error: str) -> None:
+    # Answers the contract would not let through, built directly: writing the citizen's
+    # message breaks; the adviser is told all the same.
+    broken = dataclasses.replace(answer(channel=channel), **changes)
+    citizen, adviser = notifications_for(broken, EVENT_ID)
+    assert (citizen.recipient, citizen.channel, citizen.status) == ("citizen", channel, "failed")
+    assert citizen.body is None and citizen.address is None
+    assert citizen.reason == f"message impossible à rédiger ({error})"
+    assert citizen.id == delivery_id(EVENT_ID, "citizen")
+    assert (adviser.recipient, adviser.status) == ("adviser", "sent")
+    assert adviser.body == "Dossier CAF-47-2025-000813 traité."
 
 
 # --- the citizen's e-mail, one template per outcome ------------------------------------
@@ -240,3 +303,43 @@ def test_unusable_answers_are_refused() -> None:
                                                                           "channel": "email"}})
     with pytest.raises(UnusableAnswer):
         Answer.from_event_data({"referral_id": str(uuid.uuid4())})
+
+
+# --- the view of the sites registry ----------------------------------------------------
+
+def test_site_states_from_the_sites_topic() -> None:
+    upserted = SiteState.upserted({"site_id": "martignas-sur-jalle-poste", "department": "33",
+                                   "parent_site_id": "merignac-centre", "updated_at": "2025-02-10T10:15:00+01:00"})
+    assert upserted == SiteState("martignas-sur-jalle-poste", datetime(2025, 2, 10, 9, 15, tzinfo=UTC),
+                                 parent_site_id="merignac-centre", department="33")
+    retired = SiteState.retired_from({"site_id": "martignas-sur-jalle-poste", "retired_at": "2025-06-30T16:00:00Z"})
+    assert retired.retired and retired.department is None
+    assert retired.updated_at == datetime(2025, 6, 30, 16, tzinfo=UTC)
+
+
+# --- the citizen's rights ------------------------------------------------------------------
+
+def test_answers_to_a_request_have_ids_of_their_own_derived_from_it() -> None:
+    request_id = str(uuid.uuid4())
+    erased = privacy.answer_event_id(request_id, "personal_data.erased")
+    assert erased == privacy.answer_event_id(request_id, "personal_data.erased")
+    assert erased != privacy.answer_event_id(request_id, "personal_data.access_answered")
+    assert erased != privacy.answer_event_id(str(uuid.uuid4()), "personal_data.erased")
+    assert uuid.UUID(erased).version == 5
+
+
+def test_an_access_answer_lists_every_delivery_in_json() -> None:
+    request_id, delivery, referral = str(uuid.uuid4()), uuid.uuid4(), uuid.uuid4()
+    at = datetime(2025, 3, 18, 15, 10, tzinfo=UTC)
+    plaintext = privacy.access_records(request_id, [{
+        "delivery_id": delivery, "referral_id": referral, "recipient": "citizen", "channel": "email",
+        "status": "sent", "address": "Mme Dupont <nadia.dupont@example.fr>", "subject": "La CAF a répondu",
+        "body": "Bonjour Mme Dupont,", "reason": None, "created_at": at, "sent_at": at, "failed_at": None,
+        "erased_at": None}])
+    load_contract(REPO_ROOT / "schemas").check_personal("personal_data.access_answered", plaintext)
+    assert plaintext == {"request_id": request_id, "service": "notifications", "records": {"deliveries": [{
+        "delivery_id": str(delivery), "referral_id": str(referral), "recipient": "citizen", "channel": "email",
+        "status": "sent", "address": "Mme Dupont <nadia.dupont@example.fr>", "subject": "La CAF a répondu",
+        "body": "Bonjour Mme Dupont,", "reason": None, "created_at": "2025-03-18T15:10:00+00:00",
+        "sent_at": "2025-03-18T15:10:00+00:00", "failed_at": None, "erased_at": None}]}}
+    assert privacy.access_records(request_id, [])["records"] == {"deliveries": []}

@@ -152,12 +152,14 @@ kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" -
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:relais-referral --allow-host '*' --topic 'operator.banque-de-france.outbox.dlq' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:relais-referral --allow-host '*' --group 'relais-referral-' --resource-pattern-type prefixed --operation Read
 
-# relais-notifications: notifications service: reads referrals, writes notifications; reads privacy requests and writes its answers
+# relais-notifications: notifications service: reads referrals, writes notifications; reads sites (who may read a site's deliveries); reads privacy requests and writes its answers
 kafka-configs.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --alter --add-config "SCRAM-SHA-512=[password=${KAFKA_PASSWORD_RELAIS_NOTIFICATIONS}]" --entity-type users --entity-name relais-notifications
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:relais-notifications --allow-host '*' --topic 'referrals' --resource-pattern-type literal --operation Read --operation Describe
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:relais-notifications --allow-host '*' --topic 'sites' --resource-pattern-type literal --operation Read --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:relais-notifications --allow-host '*' --topic 'privacy' --resource-pattern-type literal --operation Read --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:relais-notifications --allow-host '*' --topic 'notifications' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:relais-notifications --allow-host '*' --topic 'referrals.dlq' --resource-pattern-type literal --operation Write --operation Describe
+kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:relais-notifications --allow-host '*' --topic 'sites.dlq' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:relais-notifications --allow-host '*' --topic 'privacy.dlq' --resource-pattern-type literal --operation Write --operation Describe
 kafka-acls.sh --bootstrap-server "$BOOTSTRAP" --command-config "$ADMIN_CONFIG" --add --allow-principal User:relais-notifications --allow-host '*' --group 'relais-notifications' --resource-pattern-type prefixed --operation Read
 

@@ -1,5 +1,6 @@
-"""The notifications service's process: the `referrals` consumer, the delivery loop,
-the outbox relay (started by the runtime) and the HTTP API."""
+"""The notifications service's process: the consumers of `referrals`, `sites` (the view
+of the registry) and `privacy`, the delivery loop, the outbox relay, re-sealing and
+retention (started by the runtime) and the HTTP API."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from fastapi import FastAPI
 from relais_kit.logs import configure_logging
 from relais_kit.runtime import Runtime, serving
 from relais_kit.web import documentation, prepare_app
+from relais_notifications.adapters import store
 from relais_notifications.adapters.mailer import SmtpMailer
 from relais_notifications.adapters.sms import SpoolSmsGateway
 from relais_notifications.entrypoints import api
-from relais_notifications.service_layer import handlers
+from relais_notifications.service_layer import handlers, privacy, retention, sites_view
 from relais_notifications.service_layer.delivery import DeliveryLoop
 from relais_notifications.settings import NotificationsSettings
 
@@ -26,7 +28,8 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     settings = settings or NotificationsSettings()
 
     async def start(app: FastAPI) -> Runtime:
-        runtime = await Runtime.start("notifications", settings, MIGRATIONS)
+        runtime = await Runtime.start("notifications", settings, MIGRATIONS, sealed=store.SEALED,
+                                      retention=lambda _: retention.steps(settings.retention_delivery_days))
         loop = DeliveryLoop(
             pool=runtime.pool, contract=runtime.contract, source=runtime.source, vault=runtime.vault,
             mailer=SmtpMailer(host=settings.smtp_host, port=settings.smtp_port,
@@ -36,8 +39,11 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
             max_attempts=settings.max_attempts, retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s, poll_s=settings.poll_s, workers=settings.delivery_workers,
             lease_s=max(120.0, 3 * settings.smtp_timeout_s))
+        runtime.consume(sites_view.GROUP, sites_view.TOPICS, sites_view.handlers(), from_beginning=True)
         runtime.consume(handlers.GROUP, handlers.TOPICS,
                         handlers.handlers(runtime.contract, runtime.source, runtime.vault))
+        runtime.consume(privacy.GROUP, privacy.TOPICS,
+                        privacy.handlers(runtime.contract, runtime.source, runtime.vault))
         runtime.supervise("deliveries", loop.run)
         app.state.deliveries = loop
         return runtime

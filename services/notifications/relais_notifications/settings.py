@@ -26,6 +26,9 @@ class NotificationsSettings(PlatformSettings):
     retry_max_s: float = Field(default=3600.0, gt=0, alias="RELAIS_NOTIFICATIONS_RETRY_MAX_S")
     poll_s: float = Field(default=2.0, gt=0, alias="RELAIS_NOTIFICATIONS_POLL_S")
     delivery_workers: int = Field(default=4, ge=1, alias="RELAIS_NOTIFICATIONS_WORKERS")
+    # Days after which a delivery that is no longer pending loses its content (address,
+    # subject, body); the facts of the delivery stay.
+    retention_delivery_days: int = Field(default=180, ge=1, alias="RELAIS_RETENTION_DELIVERY_DAYS")
 
     @property
     def mail_domain(self) -> str:

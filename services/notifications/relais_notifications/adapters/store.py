@@ -1,27 +1,44 @@
 """The `deliveries` table (schema `notifications`), through asyncpg. Every function
-takes the connection of the caller's transaction."""
+takes the connection of the caller's transaction.
+
+The citizen's address, the subject and the body are sealed at rest (relais_kit.vault,
+each bound to its delivery's id): a dump of the schema shows none of them. Nothing
+unique or searched depends on them; erasing them (retention, the right to erasure)
+sets them to NULL and stamps `erased_at`, keeping the facts of the delivery."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from relais_kit.access import Scope
+from relais_kit.resealing import SealedColumn
+from relais_kit.vault import Vault
 from relais_notifications.domain.model import Notification
 
 WAKE_CHANNEL = "relais_deliveries"
 
+ADDRESS = SealedColumn("deliveries", "address")
+SUBJECT = SealedColumn("deliveries", "subject")
+BODY = SealedColumn("deliveries", "body")
+SEALED = (ADDRESS, SUBJECT, BODY)
+
+# Deliveries with their site as this service knows it (the scope of a reader applies to it).
+_WITH_SITE = "deliveries d LEFT JOIN sites s ON s.site_id = d.site_id"
+SCOPED_COLUMNS = ("d.site_id", "s.parent_site_id", "s.department")
+
 # What the list API may show: never `address`, `subject` nor the citizen's body.
-_PUBLIC = ("id, referral_id, recipient, channel, status, created_at, sent_at, failed_at, attempts,"
-           " reason, CASE WHEN recipient = 'adviser' THEN body END AS message")
+_PUBLIC = ("d.id, d.referral_id, d.recipient, d.channel, d.status, d.created_at, d.sent_at, d.failed_at,"
+           " d.attempts, d.reason, d.erased_at, CASE WHEN d.recipient = 'adviser' THEN d.body END AS message")
 
 
 @dataclass(frozen=True)
 class PendingDelivery:
-    """A delivery claimed by the delivery loop, locked until its transaction ends."""
+    """A delivery claimed by the delivery loop, its content still sealed (`opened`)."""
 
     id: uuid.UUID
     referral_id: uuid.UUID
@@ -30,19 +47,41 @@ class PendingDelivery:
     channel: str
     address: str | None
     subject: str | None
-    body: str
+    body: str | None
     attempts: int
 
 
-async def add(conn: asyncpg.Connection, n: Notification, at: datetime) -> bool:
-    """Stores a notification; False when this (cause event, recipient) already has one."""
+@dataclass(frozen=True)
+class Letter:
+    referral_id: uuid.UUID
+    text: str | None  # None once erased
+    erased_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Erased:
+    """A delivery whose content was just erased, and what it was before."""
+
+    id: uuid.UUID
+    referral_id: uuid.UUID
+    cause_event_id: str
+    recipient: str
+    channel: str
+    was_pending: bool
+
+
+async def add(conn: asyncpg.Connection, vault: Vault, n: Notification, at: datetime) -> bool:
+    """Stores a notification, its content sealed; False when this (cause event,
+    recipient) already has one."""
     inserted = await conn.fetchval(
         "INSERT INTO deliveries (id, referral_id, cause_event_id, adviser_id, site_id, recipient,"
-        " channel, status, address, subject, body, created_at, sent_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+        " channel, status, address, subject, body, reason, created_at, sent_at, failed_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         " ON CONFLICT DO NOTHING RETURNING true",
-        n.id, n.referral_id, n.cause_event_id, n.adviser_id, n.site_id, n.recipient, n.channel,
-        n.status, n.address, n.subject, n.body, at, at if n.status == "sent" else None)
+        n.id, n.referral_id, n.cause_event_id, n.adviser_id, n.site_id, n.recipient, n.channel, n.status,
+        vault.seal_optional(n.address, ADDRESS.context(n.id)), vault.seal_optional(n.subject, SUBJECT.context(n.id)),
+        vault.seal_optional(n.body, BODY.context(n.id)), n.reason, at,
+        at if n.status == "sent" else None, at if n.status == "failed" else None)
     return bool(inserted)
 
 
@@ -63,44 +102,102 @@ async def claim_due(conn: asyncpg.Connection, lease_s: float) -> PendingDelivery
     return PendingDelivery(**dict(row)) if row else None
 
 
+def opened(vault: Vault, pending: PendingDelivery) -> PendingDelivery:
+    """Its address, subject and body in clear, to send (raises VaultError if a key is missing)."""
+    return replace(pending, address=vault.open_optional(pending.address, ADDRESS.context(pending.id)),
+                   subject=vault.open_optional(pending.subject, SUBJECT.context(pending.id)),
+                   body=vault.open_optional(pending.body, BODY.context(pending.id)))
+
+
 async def seconds_until_next_due(conn: asyncpg.Connection) -> float | None:
     value = await conn.fetchval(
         "SELECT extract(epoch FROM min(next_attempt_at) - now()) FROM deliveries WHERE status = 'pending'")
     return None if value is None else max(float(value), 0.0)
 
 
-async def mark_sent(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts: int, at: datetime) -> None:
-    await conn.execute(
-        "UPDATE deliveries SET status = 'sent', attempts = $2, sent_at = $3, reason = NULL WHERE id = $1",
-        delivery_id, attempts, at)
+# The three marks apply to a delivery still pending only: one failed meanwhile by an
+# erasure keeps that state (and its event). Each says whether it applied.
+
+async def mark_sent(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts: int, at: datetime) -> bool:
+    return _one(await conn.execute(
+        "UPDATE deliveries SET status = 'sent', attempts = $2, sent_at = $3, reason = NULL"
+        " WHERE id = $1 AND status = 'pending'", delivery_id, attempts, at))
 
 
 async def mark_retry(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts: int,
-                     next_at: datetime, reason: str) -> None:
-    await conn.execute(
-        "UPDATE deliveries SET attempts = $2, next_attempt_at = $3, reason = $4 WHERE id = $1",
-        delivery_id, attempts, next_at, reason)
+                     next_at: datetime, reason: str) -> bool:
+    return _one(await conn.execute(
+        "UPDATE deliveries SET attempts = $2, next_attempt_at = $3, reason = $4 WHERE id = $1 AND status = 'pending'",
+        delivery_id, attempts, next_at, reason))
 
 
 async def mark_failed(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts: int,
-                      at: datetime, reason: str) -> None:
-    await conn.execute(
-        "UPDATE deliveries SET status = 'failed', attempts = $2, failed_at = $3, reason = $4 WHERE id = $1",
-        delivery_id, attempts, at, reason)
+                      at: datetime, reason: str) -> bool:
+    return _one(await conn.execute(
+        "UPDATE deliveries SET status = 'failed', attempts = $2, failed_at = $3, reason = $4"
+        " WHERE id = $1 AND status = 'pending'", delivery_id, attempts, at, reason))
 
 
-async def list_public(conn: asyncpg.Connection, *, referral_id: uuid.UUID | None,
-                      adviser_id: str | None, limit: int) -> list[dict[str, Any]]:
+def _one(status: str) -> bool:
+    return status.endswith(" 1")
+
+
+async def visible(conn: asyncpg.Connection, vault: Vault, scope: Scope, *, referral_id: uuid.UUID | None,
+                  adviser_id: str | None, limit: int) -> list[dict[str, Any]]:
+    """The deliveries of a referral and/or an adviser that `scope` covers, newest first,
+    the adviser's message opened."""
+    where, args = scope.where(*SCOPED_COLUMNS, [referral_id, adviser_id, limit])
     rows = await conn.fetch(
-        f"SELECT {_PUBLIC} FROM deliveries"
-        " WHERE ($1::uuid IS NULL OR referral_id = $1) AND ($2::text IS NULL OR adviser_id = $2)"
-        " ORDER BY created_at DESC, recipient LIMIT $3",
-        referral_id, adviser_id, limit)
-    return [dict(r) for r in rows]
+        f"SELECT {_PUBLIC} FROM {_WITH_SITE}"
+        " WHERE ($1::uuid IS NULL OR d.referral_id = $1) AND ($2::text IS NULL OR d.adviser_id = $2)"
+        f" {''.join(' AND ' + clause for clause in where)}"
+        " ORDER BY d.created_at DESC, d.recipient LIMIT $3", *args)
+    return [{**dict(r), "message": vault.open_optional(r["message"], BODY.context(r["id"]))} for r in rows]
 
 
-async def letter(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> str | None:
-    """The printable text of a letter delivery."""
-    value = await conn.fetchval(
-        "SELECT body FROM deliveries WHERE id = $1 AND channel = 'letter'", delivery_id)
-    return None if value is None else str(value)
+async def letter(conn: asyncpg.Connection, vault: Vault, scope: Scope, delivery_id: uuid.UUID) -> Letter | None:
+    """The printable text of a letter delivery that `scope` covers; None if there is no
+    such letter (missing, not a letter, or out of scope: the same to the reader)."""
+    where, args = scope.where(*SCOPED_COLUMNS, [delivery_id])
+    row = await conn.fetchrow(
+        f"SELECT d.referral_id, d.body, d.erased_at FROM {_WITH_SITE} WHERE d.id = $1 AND d.channel = 'letter'"
+        f" {''.join(' AND ' + clause for clause in where)}", *args)
+    if row is None:
+        return None
+    return Letter(row["referral_id"], vault.open_optional(row["body"], BODY.context(delivery_id)), row["erased_at"])
+
+
+async def of_referrals(conn: asyncpg.Connection, vault: Vault, referral_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
+    """Every delivery of these referrals, content opened (the right of access)."""
+    rows = await conn.fetch(
+        "SELECT id AS delivery_id, referral_id, recipient, channel, status, address, subject, body, reason,"
+        " created_at, sent_at, failed_at, erased_at FROM deliveries WHERE referral_id = ANY($1::uuid[])"
+        " ORDER BY created_at, recipient DESC", referral_ids)
+    return [{**dict(r), **{c.column: vault.open_optional(r[c.column], c.context(r["delivery_id"])) for c in SEALED}}
+            for r in rows]
+
+
+async def erase_referrals(conn: asyncpg.Connection, referral_ids: list[uuid.UUID], at: datetime,
+                          reason: str) -> list[Erased]:
+    """Erases the content of every delivery of these referrals not erased yet; a pending
+    one fails with `reason` (it will never be sent)."""
+    rows = await conn.fetch(
+        "WITH target AS (SELECT id, status = 'pending' AS was_pending FROM deliveries"
+        "                WHERE referral_id = ANY($1::uuid[]) AND erased_at IS NULL FOR UPDATE)"
+        " UPDATE deliveries d SET address = NULL, subject = NULL, body = NULL, erased_at = $2,"
+        " status = CASE WHEN target.was_pending THEN 'failed' ELSE d.status END,"
+        " failed_at = CASE WHEN target.was_pending THEN $2 ELSE d.failed_at END,"
+        " reason = CASE WHEN target.was_pending THEN $3 ELSE d.reason END"
+        " FROM target WHERE d.id = target.id"
+        " RETURNING d.id, d.referral_id, d.cause_event_id, d.recipient, d.channel, target.was_pending",
+        referral_ids, at, reason)
+    return [Erased(**dict(r)) for r in rows]
+
+
+async def erase_older_than(conn: asyncpg.Connection, before: datetime, at: datetime) -> int:
+    """Erases the content of the deliveries created before `before` that are no longer
+    pending (retention); returns how many."""
+    status = await conn.execute(
+        "UPDATE deliveries SET address = NULL, subject = NULL, body = NULL, erased_at = $2"
+        " WHERE erased_at IS NULL AND status <> 'pending' AND created_at < $1", before, at)
+    return int(status.split()[-1])

@@ -3,6 +3,7 @@ it gives rise to. Built from the event data the contract already validated."""
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,8 @@ OUTCOMES: tuple[Outcome, ...] = ("resolved", "appointment_offered", "documents_n
 # Deterministic ids: the same answer always gives the same delivery ids, whoever
 # computes them and however often.
 _NAMESPACE = uuid.UUID("5b0c1f0e-3d8a-4b4e-9a55-6f6e6f746966")
+# How a citizen is addressed when the name given is blank once cleaned.
+NEUTRAL_ADDRESSEE = "Madame, Monsieur"
 
 
 class UnusableAnswer(ValueError):
@@ -76,15 +79,15 @@ class Answer:
                 procedure=data["procedure"],
                 site_id=data["site_id"],
                 adviser_id=data["adviser_id"],
-                occurred_at=_datetime(data["occurred_at"]),
+                occurred_at=parse_datetime(data["occurred_at"]),
                 outcome=data["outcome"],
                 message_to_citizen=data["message_to_citizen"],
                 message_to_adviser=data["message_to_adviser"],
                 recipient=Recipient(
-                    display_name=rcpt["display_name"], channel=rcpt["channel"],
+                    display_name=addressee(rcpt["display_name"]), channel=rcpt["channel"],
                     email=rcpt.get("email"), phone=rcpt.get("phone"),
                     postal_address=PostalAddress(**address) if address else None),
-                appointment=(Appointment(_datetime(appointment["at"]), appointment["place"])
+                appointment=(Appointment(parse_datetime(appointment["at"]), appointment["place"])
                              if appointment else None),
                 documents=tuple(data.get("documents") or ()),
             )
@@ -111,8 +114,9 @@ class Notification:
     """One delivery to make: to the citizen by their channel, or to the adviser's screen.
 
     `status` is `pending` when a port must still carry it (e-mail, SMS), `sent` when
-    storing it is delivering it (printable letter, adviser's screen). `announce` says
-    whether it is told on the `notifications` topic (the citizen's only)."""
+    storing it is delivering it (printable letter, adviser's screen), `failed` when it
+    could not even be written (then no body, and a `reason`). `announce` says whether
+    it is told on the `notifications` topic (the citizen's only)."""
 
     id: uuid.UUID
     referral_id: uuid.UUID
@@ -122,13 +126,27 @@ class Notification:
     recipient: RecipientKind
     channel: Channel
     status: Status
-    body: str
+    body: str | None
     subject: str | None = None
     address: str | None = None
+    reason: str | None = None  # why it failed, without personal data
 
     @property
     def announce(self) -> bool:
         return self.recipient == "citizen"
+
+
+def addressee(display_name: str) -> str:
+    """The name a message is addressed to, on one line: control characters and line
+    breaks become single spaces (a line break in a mail header would break the mail),
+    blank becomes the neutral "Madame, Monsieur"."""
+    spaced = "".join(" " if _breaks_a_line(c) else c for c in display_name)
+    return " ".join(spaced.split()) or NEUTRAL_ADDRESSEE
+
+
+def _breaks_a_line(char: str) -> bool:
+    category = unicodedata.category(char)
+    return category.startswith("C") or category in ("Zl", "Zp")
 
 
 def delivery_id(cause_event_id: str, recipient: RecipientKind) -> uuid.UUID:
@@ -146,5 +164,5 @@ def message_id(notification_id: uuid.UUID, domain: str) -> str:
     return f"<{notification_id}@{domain}>"
 
 
-def _datetime(text: str) -> datetime:
+def parse_datetime(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))

@@ -1,5 +1,6 @@
 """The HTTP API: what was delivered to whom, for the adviser's screen and ops. Never
-the citizen's address nor the text sent to them (except a letter, to print it)."""
+the citizen's address nor the text sent to them (except a letter, to print it). Who
+sees what: service_layer/access.py; every read is audited there."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pydantic import BaseModel
 
 from relais_kit.auth import User, current_user
 from relais_kit.runtime import Runtime
-from relais_notifications.adapters import store
+from relais_notifications.service_layer import access
 
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 
@@ -31,6 +32,7 @@ class DeliveryView(BaseModel):
     attempts: int
     reason: str | None
     message: str | None  # the operator's note, on the adviser's deliveries only
+    erased_at: datetime | None  # when its content was erased (retention, erasure request); then no message
 
 
 class ErrorItem(BaseModel):
@@ -43,6 +45,10 @@ class ValidationErrorBody(BaseModel):
 
     detail: str
     errors: list[ErrorItem]
+
+
+class ErrorBody(BaseModel):
+    detail: str
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -71,17 +77,33 @@ async def list_deliveries(
     if referral_id is None and adviser_id is None:
         raise RequestValidationError([{"loc": ("query", "referral_id"), "type": "missing",
                                        "msg": "give referral_id or adviser_id"}])
-    async with _runtime(request).pool.acquire() as conn:
-        rows = await store.list_public(conn, referral_id=referral_id, adviser_id=adviser_id, limit=limit)
+    runtime = _runtime(request)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        rows = await access.deliveries(conn, runtime.vault, user, referral_id=referral_id,
+                                       adviser_id=adviser_id, limit=limit)
     return [DeliveryView(**row) for row in rows]
 
 
-@router.get("/{delivery_id}/letter", response_class=PlainTextResponse, responses=_ERRORS)
+_LETTER_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    404: {"model": ErrorBody, "description": "No letter with this id that you may read."},
+    410: {"model": ErrorBody, "description": "The letter's content was erased (retention period over, "
+                                             "or at the citizen's request)."},
+}
+
+
+@router.get("/{delivery_id}/letter", response_class=PlainTextResponse, responses=_LETTER_ERRORS)
 async def printable_letter(request: Request, delivery_id: uuid.UUID,
                            user: Annotated[User, Depends(current_user)]) -> PlainTextResponse:
     """The letter to print and post, for a citizen who chose the `letter` channel."""
-    async with _runtime(request).pool.acquire() as conn:
-        text = await store.letter(conn, delivery_id)
-    if text is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "no letter with this id")
+    runtime = _runtime(request)
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            text = await access.letter(conn, runtime.vault, user, delivery_id)
+    except access.NoSuchLetter:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no letter with this id") from None
+    except access.LetterErased as gone:
+        when = f" on {gone.erased_at.date().isoformat()}" if gone.erased_at else ""
+        raise HTTPException(status.HTTP_410_GONE, f"the content of this letter was erased{when} (retention "
+                                                  "period over, or at the citizen's request)") from None
     return PlainTextResponse(text, media_type="text/plain; charset=utf-8")

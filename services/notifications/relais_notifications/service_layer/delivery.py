@@ -21,6 +21,10 @@ mail and before the row is marked, the lease ends and the mail is sent again. It
 carries the same Message-ID (derived from the delivery id), so a mail system that
 de-duplicates by it shows it once. The same holds for an SMS spool write.
 
+The address, subject and body are sealed at rest; the loop opens them in memory to send.
+A delivery erased while it is being sent (the citizen's right to erasure) keeps the
+`failed` state and the event the erasure gave it: every mark applies to a pending row only.
+
 The loop wakes on `NOTIFY relais_deliveries` (sent by the consumer's transaction at
 commit), when the next retry is due, and every `poll_s` seconds anyway."""
 
@@ -37,7 +41,7 @@ from relais_kit.contract import Contract
 from relais_kit.db import CONNECTION_LOST
 from relais_kit.envelope import now
 from relais_kit.logs import log
-from relais_kit.vault import Vault
+from relais_kit.vault import Vault, VaultError
 from relais_notifications.adapters import store
 from relais_notifications.adapters.ports import DeliveryError, Mailer, SmsGateway
 from relais_notifications.domain import policy
@@ -135,7 +139,9 @@ class DeliveryLoop:
             await self._failed_attempt(conn, pending, attempts, outcome)
             return
         at = now()
-        await store.mark_sent(conn, pending.id, attempts, at)
+        if not await store.mark_sent(conn, pending.id, attempts, at):
+            log.warning("delivery_erased_while_sending", channel=pending.channel)
+            return
         if pending.recipient == "citizen":
             await events.record_sent(conn, self._contract, self._source, self._vault, notification_id=pending.id,
                                      referral_id=pending.referral_id,
@@ -148,11 +154,12 @@ class DeliveryLoop:
         at = now()
         if not policy.gives_up(attempts, self._max_attempts, permanent=exc.permanent):
             next_at = at + policy.backoff(attempts, self._retry_base, self._retry_max)
-            await store.mark_retry(conn, pending.id, attempts, next_at, exc.reason)
-            log.warning("delivery_retry", channel=pending.channel, attempts=attempts,
-                        reason=exc.reason, next_attempt_at=next_at.isoformat())
+            if await store.mark_retry(conn, pending.id, attempts, next_at, exc.reason):
+                log.warning("delivery_retry", channel=pending.channel, attempts=attempts,
+                            reason=exc.reason, next_attempt_at=next_at.isoformat())
             return
-        await store.mark_failed(conn, pending.id, attempts, at, exc.reason)
+        if not await store.mark_failed(conn, pending.id, attempts, at, exc.reason):
+            return  # erased meanwhile: already failed, and told
         if pending.recipient == "citizen":
             await events.record_failed(conn, self._contract, self._source, self._vault, notification_id=pending.id,
                                        referral_id=pending.referral_id,
@@ -161,9 +168,13 @@ class DeliveryLoop:
         self.failed += 1
         log.error("delivery_failed", channel=pending.channel, attempts=attempts, reason=exc.reason)
 
-    async def _send(self, pending: store.PendingDelivery) -> None:
-        if pending.address is None:
-            raise DeliveryError("aucune adresse pour ce canal", permanent=True)
+    async def _send(self, sealed: store.PendingDelivery) -> None:
+        try:
+            pending = store.opened(self._vault, sealed)
+        except VaultError as exc:  # a key file without the key: ops can bring it back
+            raise DeliveryError("contenu chiffré illisible (clé de données absente)") from exc
+        if pending.address is None or pending.body is None:
+            raise DeliveryError("aucune adresse ou aucun texte pour ce canal", permanent=True)
         try:
             if pending.channel == "email":
                 await self._mailer.send(notification_id=pending.id, to=pending.address,

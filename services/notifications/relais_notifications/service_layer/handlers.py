@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 
 import asyncpg
 import structlog
@@ -13,7 +14,7 @@ from relais_kit.envelope import event_type, now
 from relais_kit.logs import log
 from relais_kit.vault import Vault
 from relais_notifications.adapters import store
-from relais_notifications.domain.model import Answer, UnusableAnswer
+from relais_notifications.domain.model import Answer, Notification, UnusableAnswer
 from relais_notifications.domain.notifications import notifications_for
 from relais_notifications.service_layer import events
 
@@ -43,15 +44,29 @@ async def referral_answered(delivery: Delivery, conn: asyncpg.Connection,
     structlog.contextvars.bind_contextvars(referral_id=str(answer.referral_id))
     at = now()
     for notification in notifications_for(answer, cause_event_id=event.id):
-        if not await store.add(conn, notification, at):
+        if not await store.add(conn, vault, notification, at):
             log.info("delivery_already_known", delivery_id=str(notification.id),
                      recipient=notification.recipient)
             continue
         log.info("delivery_planned", delivery_id=str(notification.id), recipient=notification.recipient,
-                 channel=notification.channel, status=notification.status, outcome=answer.outcome)
-        if notification.announce and notification.status == "sent":
-            await events.record_sent(
-                conn, contract, source, vault, notification_id=notification.id,
-                referral_id=notification.referral_id, cause_event_id=notification.cause_event_id,
-                channel=notification.channel, at=at)
+                 channel=notification.channel, status=notification.status, outcome=answer.outcome,
+                 reason=notification.reason)
+        if notification.announce:
+            await _announce(conn, contract, source, vault, notification, at)
     await store.wake_delivery_loop(conn)
+
+
+async def _announce(conn: asyncpg.Connection, contract: Contract, source: str, vault: Vault,
+                    notification: Notification, at: datetime) -> None:
+    """A citizen's notification settled as it was stored (a letter, or one that could
+    not be written) is told at once; the others when the delivery loop settles them."""
+    if notification.status == "sent":
+        await events.record_sent(
+            conn, contract, source, vault, notification_id=notification.id,
+            referral_id=notification.referral_id, cause_event_id=notification.cause_event_id,
+            channel=notification.channel, at=at)
+    elif notification.status == "failed":
+        await events.record_failed(
+            conn, contract, source, vault, notification_id=notification.id,
+            referral_id=notification.referral_id, cause_event_id=notification.cause_event_id,
+            channel=notification.channel, at=at, reason=notification.reason or "échec")

@@ -1,0 +1,55 @@
+"""Who may read which delivery — decided here and nowhere else in this service — and
+the audit row of every read of personal data, in the reader's transaction.
+
+The rule is the platform's (relais_kit.access): ops read everything, a supervisor their
+department, an adviser their home site and the sites that depend on it; applied to this
+service's view of the sites registry. A delivery whose site the view does not know
+(yet) is an adviser's only on an exact match of the site, never a supervisor's."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from relais_kit.access import scope_of
+from relais_kit.auth import User
+from relais_kit.vault import Vault
+from relais_notifications.adapters import audit, store
+
+
+class NoSuchLetter(Exception):
+    """No letter with this id that the reader may see: missing, not a letter, or out of
+    their scope — the same answer for all three."""
+
+
+class LetterErased(Exception):
+    """The letter's content was erased (retention period over, or the citizen's request)."""
+
+    def __init__(self, erased_at: datetime | None) -> None:
+        super().__init__("letter erased")
+        self.erased_at = erased_at
+
+
+async def deliveries(conn: asyncpg.Connection, vault: Vault, user: User, *, referral_id: uuid.UUID | None,
+                     adviser_id: str | None, limit: int) -> list[dict[str, Any]]:
+    """The deliveries of a referral and/or an adviser that `user` may see, newest first."""
+    found = await store.visible(conn, vault, scope_of(user), referral_id=referral_id,
+                                adviser_id=adviser_id, limit=limit)
+    await audit.record(conn, user_id=user.user_id, role=user.role, action="list",
+                       referral_ids=(d["referral_id"] for d in found))
+    return found
+
+
+async def letter(conn: asyncpg.Connection, vault: Vault, user: User, delivery_id: uuid.UUID) -> str:
+    """The printable text of a letter `user` may see."""
+    found = await store.letter(conn, vault, scope_of(user), delivery_id)
+    if found is None:
+        raise NoSuchLetter(str(delivery_id))
+    if found.text is None:
+        raise LetterErased(found.erased_at)
+    await audit.record(conn, user_id=user.user_id, role=user.role, action="letter",
+                       referral_ids=[found.referral_id], delivery_id=delivery_id)
+    return found.text
