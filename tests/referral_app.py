@@ -1,14 +1,19 @@
 """The referral service started in-process on the real broker and PostgreSQL, with a
-known site and a signed-in demo adviser, for the integration tests of its modules."""
+known site and a signed-in demo adviser, for the integration tests of its modules;
+browsers of its pages, and the app on a real socket (for its live feeds)."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import uvicorn
 
+from relais_kit.embedded import free_port
 from relais_kit.runtime import until_ready
 from relais_referral.app import create_app
 from relais_referral.settings import ReferralSettings
@@ -28,10 +33,17 @@ REFERRAL = {"operator": "caf", "procedure": "caf.prime-activite",
             "consent": {"given": True}}
 
 
+# A test module signs in many times from one address, faster than people do; the
+# throttle's own tests set their limits (tests/integration/test_referral_security.py).
+GENEROUS_SIGN_IN = {"RELAIS_SIGNIN_LIMIT_PER_ACCOUNT": "1000 per minute",
+                    "RELAIS_SIGNIN_LIMIT_PER_ADDRESS": "1000 per minute"}
+
+
 @asynccontextmanager
 async def referral_api(database_url: str, bootstrap: str, **settings: Any) -> AsyncIterator[httpx.AsyncClient]:
     """One referral service, as in production: tests use referrals of their own."""
-    app = create_app(ReferralSettings(DATABASE_URL=database_url, KAFKA_BOOTSTRAP_SERVERS=bootstrap, **settings))
+    app = create_app(ReferralSettings(DATABASE_URL=database_url, KAFKA_BOOTSTRAP_SERVERS=bootstrap,
+                                      **{**GENEROUS_SIGN_IN, **settings}))
     async with app.router.lifespan_context(app):
         await until_ready(app)
         transport = httpx.ASGITransport(app=app)
@@ -67,3 +79,43 @@ async def refer(client: httpx.AsyncClient, **overrides: Any) -> str:
 async def status_is(client: httpx.AsyncClient, referral_id: str, wanted: str) -> dict[str, Any] | None:
     body: dict[str, Any] = (await client.get(f"/api/v1/referrals/{referral_id}")).json()
     return body if body["status"] == wanted else None
+
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf(page: httpx.Response) -> str:
+    found = CSRF.search(page.text)
+    assert found, page.text[:300]
+    return found.group(1)
+
+
+def browser(app: Any, address: str = "127.0.0.1") -> httpx.AsyncClient:
+    """A browser of its own (cookie jar) on the app's pages, from `address`."""
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(address, 51000)),
+                             base_url="http://referral")
+
+
+async def sign_in_pages(client: httpx.AsyncClient, user: str, password: str = "demo") -> httpx.Response:
+    page = await client.get("/connexion")
+    return await client.post("/connexion", data={"csrf_token": csrf(page), "user_id": user, "password": password})
+
+
+@asynccontextmanager
+async def served(app: Any) -> AsyncIterator[str]:
+    """The app on a real socket (the ASGI test transport buffers whole responses, and a
+    feed of events never ends)."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
+                                           log_level="warning", timeout_graceful_shutdown=2))
+    task = asyncio.create_task(server.serve())
+    await eventually(lambda: truth(server.started), timeout=10, what="uvicorn started")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+async def truth(value: bool) -> bool:
+    return value

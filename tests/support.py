@@ -4,9 +4,12 @@ condition holds or a deadline passes (no fixed sleeps)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
+import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
@@ -98,3 +101,25 @@ async def eventually(check: Callable[[], Awaitable[T | None]], timeout: float = 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+def pg_dump_binary() -> str:
+    """The pg_dump of the embedded PostgreSQL (a server refuses an older pg_dump), else
+    the one on PATH."""
+    import pgserver
+
+    bundled = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"
+    found = str(bundled) if bundled.exists() else shutil.which("pg_dump")
+    if found is None:
+        raise AssertionError("no pg_dump to dump the database with")
+    return found
+
+
+def dump_schema(database_url: str, schema: str) -> str:
+    """What `pg_dump --schema` of a service's schema shows: its tables' rows included —
+    the copy an attacker who stole a backup would hold."""
+    done = subprocess.run([pg_dump_binary(), "--no-owner", "--schema", schema, database_url],
+                          capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise AssertionError(f"pg_dump failed: {done.stderr[-500:]}")
+    return done.stdout

@@ -8,6 +8,8 @@ JWT, as ProConnect answers). What it says is set on the instance before each att
 
     with FakeOidc() as provider:
         provider.email = "agent@example.gouv.fr"   # whom it signs in
+        provider.subject = "agent-42"              # their `sub` (default: derived from the e-mail)
+        provider.email_verified = None             # True, False, or None: the claim is not sent
         provider.email_in_id_token = False         # as ProConnect: only in userinfo
         provider.wrong_nonce = True                # an ID token for another attempt
         provider.foreign_key = True                # signed with a key not in its JWKS
@@ -45,11 +47,14 @@ class _Grant:
     challenge: str
     subject: str
     email: str
+    email_verified: bool | None
 
 
 @dataclass
 class FakeOidc:
     email: str = "agent@example.gouv.fr"
+    subject: str | None = None
+    email_verified: bool | None = True
     given_name: str = "Anne"
     usual_name: str = "Agent"
     email_in_id_token: bool = False
@@ -149,9 +154,9 @@ class FakeOidc:
                     or code_challenge_method != "S256":
                 raise HTTPException(400, "invalid_request")
             code = secrets.token_urlsafe(24)
-            self.grants[code] = _Grant(client_id, redirect_uri, nonce, code_challenge,
-                                       subject=f"sub-{hashlib.sha256(self.email.encode()).hexdigest()[:16]}",
-                                       email=self.email)
+            subject = self.subject or f"sub-{hashlib.sha256(self.email.lower().encode()).hexdigest()[:16]}"
+            self.grants[code] = _Grant(client_id, redirect_uri, nonce, code_challenge, subject=subject,
+                                       email=self.email, email_verified=self.email_verified)
             return RedirectResponse(f"{redirect_uri}?{urlencode({'code': code, 'state': state})}", status_code=302)
 
         @app.post(f"{prefix}/token")
@@ -172,6 +177,8 @@ class FakeOidc:
                                       "nonce": "someone-else" if self.wrong_nonce else grant.nonce}
             if self.email_in_id_token:
                 claims["email"] = grant.email
+                if grant.email_verified is not None:
+                    claims["email_verified"] = grant.email_verified
             access = secrets.token_urlsafe(24)
             self.tokens[access] = grant
             return JSONResponse({"access_token": access, "token_type": "Bearer", "expires_in": 60,
@@ -182,8 +189,10 @@ class FakeOidc:
             grant = self.tokens.get(request.headers.get("authorization", "").removeprefix("Bearer "))
             if grant is None:
                 return JSONResponse({"error": "invalid_token"}, 401)
-            info = {"sub": grant.subject, "email": grant.email, "given_name": self.given_name,
-                    "usual_name": self.usual_name, "uid": "42"}
+            info: dict[str, Any] = {"sub": grant.subject, "email": grant.email, "given_name": self.given_name,
+                                    "usual_name": self.usual_name, "uid": "42"}
+            if grant.email_verified is not None:
+                info["email_verified"] = grant.email_verified
             if self.userinfo_as_jwt:
                 at = int(time.time())
                 return Response(self.sign({**info, "iss": self.issuer, "aud": CLIENT_ID, "iat": at}),

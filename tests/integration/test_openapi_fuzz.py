@@ -1,7 +1,9 @@
 """Bad input everywhere, over HTTP: schemathesis drives each service's OpenAPI
 document against the running service (real PostgreSQL, real broker), as the demo
-adviser, as ops, and without a token. No 5xx; documented responses conform to their
-schema; every 4xx is a JSON body with a `detail` saying what is wrong."""
+adviser, as ops, as the demo supervisor (department 47: the sites and notifications
+services), and without a token — real tokens, from the referral service's sign-in. No
+5xx; documented responses conform to their schema; every 4xx is a JSON body with a
+`detail` saying what is wrong."""
 
 from __future__ import annotations
 
@@ -23,7 +25,6 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import CheckFunction, GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 
-from relais_kit.auth import User, issue_token
 from relais_kit.embedded import free_port
 from relais_notifications.app import create_app as notifications_app
 from relais_notifications.settings import NotificationsSettings
@@ -34,11 +35,10 @@ from relais_sites.settings import SitesSettings
 
 SECRET = "test-secret-for-the-openapi-fuzz"
 EXAMPLES_PER_MODE = 20  # per operation, auth and generation mode: the file stays under ~90 s
-USERS = {
-    "adviser": User("demo-adviser", "adviser", "agen-leon-blum-poste", "Sophie Conseillère"),
-    "ops": User("demo-ops", "ops", None, "Équipe d'exploitation"),
-    "anonymous": None,
-}
+USERS = {"adviser": "demo-adviser", "ops": "demo-ops", "supervisor": "demo-supervisor", "anonymous": None}
+# The referral service's API is the advisers' (a supervisor reads through its pages).
+NOT_FOR = {"referral": {"supervisor"}}
+_tokens: dict[str, str] = {}
 FACTORIES: dict[str, Callable[[], FastAPI]] = {
     # The apps are built here only to read their OpenAPI documents (no I/O).
     "referral": lambda: referral_app(ReferralSettings()),
@@ -93,11 +93,14 @@ def services(module_database_url: str, kafka_bootstrap: str) -> Iterator[dict[st
     apps = {
         # Demo sites: the registry and the referral service's view are not empty.
         "sites": sites_app(SitesSettings(**common, RELAIS_DEMO_DATA=True)),
-        "referral": referral_app(ReferralSettings(**common)),
+        # The fuzzer signs in more often than people do.
+        "referral": referral_app(ReferralSettings(**common, RELAIS_SIGNIN_LIMIT_PER_ACCOUNT="100000 per minute",
+                                                  RELAIS_SIGNIN_LIMIT_PER_ADDRESS="100000 per minute")),
         "notifications": notifications_app(NotificationsSettings(**common, RELAIS_SMS_SPOOL=spool,
                                                                  RELAIS_SMTP_PORT=free_port())),
     }
     running: dict[str, Running] = {}
+    _tokens.clear()
     try:
         for name, app in apps.items():
             running[name] = _serve(app)
@@ -109,9 +112,20 @@ def services(module_database_url: str, kafka_bootstrap: str) -> Iterator[dict[st
             r.thread.join(timeout=20)
 
 
-def _auth(who: str) -> dict[str, str]:
+def _auth(services: dict[str, str], who: str, *, fresh: bool = False) -> dict[str, str]:
+    """A real bearer token (a session of the account); `fresh`: not the one the other
+    tests share (for the operation that revokes it)."""
     user = USERS[who]
-    return {"Authorization": f"Bearer {issue_token(user, SECRET)}"} if user else {}
+    if user is None:
+        return {}
+    if fresh or who not in _tokens:
+        response = requests.post(f"{services['referral']}/api/v1/auth/token",
+                                 data={"username": user, "password": "demo"}, timeout=30)
+        assert response.status_code == 200, response.text
+        if fresh:
+            return {"Authorization": f"Bearer {response.json()['access_token']}"}
+        _tokens[who] = response.json()["access_token"]
+    return {"Authorization": f"Bearer {_tokens[who]}"}
 
 
 def _clear_client_error(response: Any) -> None:
@@ -127,7 +141,7 @@ def _clear_client_error(response: Any) -> None:
 def _params() -> list[Any]:
     params = []
     for service, method, path in OPERATIONS:
-        for who in USERS:
+        for who in (w for w in USERS if w not in NOT_FOR.get(service, ())):
             marks = []
             if bug := KNOWN_BUGS.get((service, method, path)):
                 marks.append(pytest.mark.xfail(strict=True, reason=bug))
@@ -178,7 +192,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDep
 @pytest.mark.parametrize(("service", "method", "path", "who"), _params())
 def test_bad_input_gets_a_clear_4xx_never_a_5xx(services: dict[str, str], service: str, method: str,
                                                 path: str, who: str) -> None:
-    _fuzz(service, SCHEMAS[service][path][method], services[service], _auth(who))
+    headers = _auth(services, who, fresh=path.endswith("/revoke"))
+    _fuzz(service, SCHEMAS[service][path][method], services[service], headers)
 
 
 VISIT: dict[str, Any] = {"site_id": "agen-leon-blum-poste", "channel": "in_person",
@@ -193,7 +208,7 @@ REFERRAL: dict[str, Any] = {"operator": "caf", "procedure": "caf.prime-activite"
 def real_ids(services: dict[str, str]) -> dict[str, str]:
     """A real visit and referral of the demo adviser's site (known to the referral
     service once the demo sites reached it over the `sites` topic)."""
-    base, headers = services["referral"], _auth("adviser")
+    base, headers = services["referral"], _auth(services, "adviser")
     deadline = time.monotonic() + 60
     while (visit := requests.post(f"{base}/api/v1/visits", json=VISIT, headers=headers, timeout=10)).status_code != 201:
         assert time.monotonic() < deadline, visit.text
@@ -216,7 +231,7 @@ def test_bad_input_on_real_visits_and_referrals(services: dict[str, str], real_i
                                                 method: str, path: str, who: str) -> None:
     """The same, with the path naming a real visit or referral: past the 404s, into the domain."""
     wanted = {k: v for k, v in real_ids.items() if f"{{{k}}}" in path}
-    _fuzz("referral", SCHEMAS["referral"][path][method], services["referral"], _auth(who), wanted)
+    _fuzz("referral", SCHEMAS["referral"][path][method], services["referral"], _auth(services, who), wanted)
 
 
 # One request per service that its API must refuse with a 422.
@@ -234,7 +249,7 @@ UNPROCESSABLE: dict[str, tuple[str, str, str, dict[str, Any]]] = {
 def test_422_bodies_are_what_the_openapi_document_says(services: dict[str, str], service: str) -> None:
     method, path, who, request = UNPROCESSABLE[service]
     case = SCHEMAS[service][path][method].Case(**request)
-    response = case.call(base_url=services[service], headers=_auth(who), timeout=30)
+    response = case.call(base_url=services[service], headers=_auth(services, who), timeout=30)
     assert response.status_code == 422, response.text
     body = response.json()
     assert isinstance(body["detail"], str) and body["errors"][0]["field"]
@@ -272,10 +287,10 @@ def test_a_nul_character_in_text_is_a_clear_4xx(services: dict[str, str], real_i
     if "{referral_id}" in path:
         ids["referral_id"] = requests.post(
             f"{services['referral']}/api/v1/visits/{ids['visit_id']}/referrals", json=REFERRAL,
-            headers=_auth("adviser"), timeout=10).json()["referral_id"]
+            headers=_auth(services, "adviser"), timeout=10).json()["referral_id"]
     url = services[service] + path.format(**ids)
     who = "ops" if service == "sites" else "adviser"
-    response = requests.request(method, url, headers=_auth(who), timeout=10, **request_kwargs)
+    response = requests.request(method, url, headers=_auth(services, who), timeout=10, **request_kwargs)
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
     _clear_client_error(_Plain(response))
 

@@ -5,12 +5,17 @@ and PostgreSQL, a browser played by httpx (cookies kept, redirects followed by h
 A known agent (e-mail of a local account, any case) signs in and lands on today's
 page; an unknown one gets the French page saying their account is not open; a
 tampered state, a missing attempt cookie, a wrong nonce, a foreign signature are
-refused and sign no one in."""
+refused and sign no one in. The agent is the provider's (issuer, `sub`): their first
+sign-in binds the account of their verified e-mail, later ones find it by `sub` alone;
+an unverified address binds nothing, an account bound to another agent or closed is
+refused, and ops may bind a `sub` beforehand."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from typing import Any
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import httpx
@@ -18,8 +23,10 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
-from relais_referral.adapters import oidc, store
+from relais_referral import accounts as accounts_command
+from relais_referral.adapters import oidc
 from relais_referral.entrypoints.ui.proconnect import config_of
+from relais_referral.service_layer import accounts
 from relais_referral.settings import ReferralSettings
 from tests.integration.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc
 from tests.referral_app import referral_api
@@ -40,6 +47,7 @@ def provider() -> Iterator[FakeOidc]:
 def fresh_provider(provider: FakeOidc) -> None:
     """Each test starts from the provider's defaults."""
     provider.email, provider.email_in_id_token, provider.userinfo_as_jwt = AGENT_EMAIL, False, True
+    provider.subject, provider.email_verified = None, True
     provider.wrong_nonce = provider.foreign_key = False
     provider.algorithm = "RS256"
 
@@ -51,7 +59,9 @@ async def app(module_database_url: str, kafka_bootstrap: str, provider: FakeOidc
                             RELAIS_OIDC_REDIRECT_URL=f"{BASE}/connexion/proconnect/retour") as api:
         application: FastAPI = api.app  # type: ignore[attr-defined]
         async with application.state.runtime.pool.acquire() as conn:
-            await store.set_account_email(conn, "demo-adviser", AGENT_EMAIL)
+            adviser = await accounts.get(conn, "demo-adviser")
+            assert adviser is not None
+            await accounts.save(conn, replace(adviser, email=AGENT_EMAIL), keep_password=True)
         yield application
 
 
@@ -178,6 +188,96 @@ async def test_the_code_is_useless_a_second_time(browser: httpx.AsyncClient) -> 
     replay = await browser.get(back)  # the attempt cookie is gone, and the provider spent the code
     assert replay.status_code in (400, 403)
     assert not await signed_in(browser)
+
+
+async def agent(app: FastAPI, user_id: str, email: str) -> None:
+    """An adviser account with this work address, not bound to any agent yet."""
+    async with app.state.runtime.pool.acquire() as conn:
+        await accounts.add_account(conn, user_id, "a-long-password", "adviser", "agen-leon-blum-poste",
+                                   f"Agent {user_id}", email=email)
+
+
+async def binding(app: FastAPI, user_id: str) -> tuple[Any, Any]:
+    async with app.state.runtime.pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT oidc_issuer, oidc_subject FROM accounts WHERE user_id = $1", user_id)
+    return row["oidc_issuer"], row["oidc_subject"]
+
+
+async def test_the_first_sign_in_binds_the_agent_and_later_ones_need_no_email(
+        app: FastAPI, browser: httpx.AsyncClient, provider: FakeOidc) -> None:
+    await agent(app, "agent-bound", "lea.martin@laposte.example.fr")
+    provider.email, provider.subject = "Lea.Martin@laposte.example.fr", "sub-lea"
+    assert (await browser.get(await to_provider(browser))).status_code == 303
+    assert await binding(app, "agent-bound") == (provider.issuer, "sub-lea")
+    await browser.post("/deconnexion", data={"csrf_token": _csrf(await browser.get("/aujourdhui"))})
+    # The provider now gives another address, even an unverified one: the `sub` decides.
+    provider.email, provider.email_verified = "lea.martin@ailleurs.example.fr", False
+    assert (await browser.get(await to_provider(browser))).status_code == 303
+    assert "Agent agent-bound" in (await browser.get("/aujourdhui")).text
+
+
+async def test_an_account_bound_to_another_agent_is_refused(app: FastAPI, browser: httpx.AsyncClient,
+                                                            provider: FakeOidc) -> None:
+    await agent(app, "agent-taken", "paul.roux@caf.example.fr")
+    provider.email, provider.subject = "paul.roux@caf.example.fr", "sub-paul"
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as first:
+        assert (await first.get(await to_provider(first))).status_code == 303
+    provider.subject = "sub-someone-else"  # the same address, at another agent of the provider
+    page = await browser.get(await to_provider(browser))
+    assert page.status_code == 403 and "Compte rattaché à une autre identité" in page.text
+    assert not await signed_in(browser)
+    assert await binding(app, "agent-taken") == (provider.issuer, "sub-paul")
+
+
+@pytest.mark.parametrize(("verified", "provider_vouches", "binds"), [
+    (False, False, False), (None, False, False), (False, True, False), (None, True, True)])
+async def test_only_a_verified_email_binds_an_account(app: FastAPI, browser: httpx.AsyncClient,
+                                                      provider: FakeOidc, verified: bool | None,
+                                                      provider_vouches: bool, binds: bool) -> None:
+    """`email_verified` false, or absent, binds nothing — unless the provider is known to
+    release verified addresses only (RELAIS_OIDC_EMAILS_VERIFIED) and does not say false."""
+    user_id = f"agent-{verified}-{provider_vouches}".lower()
+    await agent(app, user_id, f"{user_id}@impots.example.fr")
+    provider.email, provider.subject, provider.email_verified = f"{user_id}@impots.example.fr", user_id, verified
+    settings = app.state.settings
+    app.state.settings = settings.model_copy(update={"oidc_emails_verified": provider_vouches})
+    try:
+        page = await browser.get(await to_provider(browser))
+    finally:
+        app.state.settings = settings
+    if binds:
+        assert page.status_code == 303 and await signed_in(browser)
+        assert await binding(app, user_id) == (provider.issuer, user_id)
+    else:
+        assert page.status_code == 403 and "Adresse électronique non vérifiée" in page.text
+        assert not await signed_in(browser)
+        assert await binding(app, user_id) == (None, None)
+
+
+async def test_a_closed_account_is_refused_and_its_sessions_end(app: FastAPI, browser: httpx.AsyncClient,
+                                                                provider: FakeOidc) -> None:
+    await agent(app, "agent-leaving", "jean.petit@ants.example.fr")
+    provider.email, provider.subject = "jean.petit@ants.example.fr", "sub-jean"
+    assert (await browser.get(await to_provider(browser))).status_code == 303
+    assert await signed_in(browser)
+    async with app.state.runtime.pool.acquire() as conn, conn.transaction():
+        assert await accounts.disable(conn, "agent-leaving") == 1
+    assert not await signed_in(browser)  # the session ended with the account
+    page = await browser.get(await to_provider(browser))
+    assert page.status_code == 403 and "Compte fermé" in page.text
+    assert not await signed_in(browser)
+
+
+async def test_ops_may_bind_an_agent_beforehand(app: FastAPI, browser: httpx.AsyncClient, provider: FakeOidc) -> None:
+    command = accounts_command.parser().parse_args([
+        "add", "agent-prebound", "--role", "adviser", "--site", "agen-leon-blum-poste", "--name", "Agent Lié",
+        "--oidc-subject", "sub-prebound", "--oidc-issuer", provider.issuer])
+    said = await accounts_command.run(command, app.state.settings)  # DATABASE_URL: the app's
+    assert said == "agent-prebound: opened"
+    # No account has this address, and the provider does not vouch for it: the `sub` is enough.
+    provider.email, provider.subject, provider.email_verified = "personne@example.fr", "sub-prebound", False
+    assert (await browser.get(await to_provider(browser))).status_code == 303
+    assert "Agent Lié" in (await browser.get("/aujourdhui")).text
 
 
 def _csrf(page: httpx.Response) -> str:

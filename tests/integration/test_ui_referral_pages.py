@@ -18,13 +18,12 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-import uvicorn
 
-from relais_kit.embedded import free_port
+from relais_kit import passwords
 from relais_kit.envelope import now
 from relais_referral.service_layer import accounts, live, stats
 from relais_referral.service_layer.scope import Scope
-from tests.referral_app import SITE, VISIT, refer, referral_api, sign_in, status_is
+from tests.referral_app import SITE, VISIT, refer, referral_api, served, sign_in, status_is, truth
 from tests.support import eventually, produce
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -95,26 +94,6 @@ async def audit_rows(api: httpx.AsyncClient, referral_id: str) -> list[tuple[str
         rows = await conn.fetch("SELECT user_id, action, channel FROM audit WHERE referral_id = $1 ORDER BY id",
                                 referral_id)
     return [(r["user_id"], r["action"], r["channel"]) for r in rows]
-
-
-@asynccontextmanager
-async def served(app: Any) -> AsyncIterator[str]:
-    """The app on a real socket (the ASGI test transport buffers whole responses, and a
-    feed of events never ends)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off",
-                                           log_level="warning", timeout_graceful_shutdown=2))
-    task = asyncio.create_task(server.serve())
-    await eventually(lambda: _true(server.started), timeout=10, what="uvicorn started")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 async def next_event(lines: AsyncIterator[str], name: str) -> dict[str, Any]:
@@ -299,7 +278,7 @@ async def test_the_journal_is_for_supervisors_and_ops(api: httpx.AsyncClient) ->
     async with pool(api).acquire() as conn:  # identifiers and action names only
         columns = {r["column_name"] for r in await conn.fetch(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'audit'")}
-    assert columns == {"id", "at", "user_id", "role", "referral_id", "action", "channel"}
+    assert columns == {"id", "at", "user_id", "role", "referral_id", "visit_id", "action", "channel"}
 
 
 async def test_search_filters_and_scopes(api: httpx.AsyncClient, kafka_bootstrap: str) -> None:
@@ -346,8 +325,10 @@ async def test_search_filters_and_scopes(api: httpx.AsyncClient, kafka_bootstrap
     async with web(api, "demo-supervisor") as supervisor:  # department 47
         seen = listed(await supervisor.get("/demandes"))
         assert {caf, ants, late} <= seen and elsewhere not in seen
-    async with pool(api).acquire() as conn:  # a supervisor whose department was never set
-        await accounts.add_account(conn, "lost-supervisor", "demo", "supervisor", None, "Superviseur sans département")
+    async with pool(api).acquire() as conn:  # a supervisor whose department was never set (accounts refuse it now)
+        await conn.execute("INSERT INTO accounts (user_id, password_hash, role, display_name)"
+                           " VALUES ('lost-supervisor', $1, 'supervisor', 'Superviseur sans département')",
+                           passwords.hash_now("demo"))
     async with web(api, "lost-supervisor") as lost:
         assert listed(await lost.get("/demandes")) & {caf, ants, late, elsewhere} == set()
         assert (await lost.get(f"/demandes/{caf}")).status_code == 404
@@ -361,8 +342,7 @@ async def test_statistics_on_a_known_dataset(api: httpx.AsyncClient, kafka_boots
     two CAF referrals answered 2 h and 4 h after routing; one ANTS referral overdue."""
     async with pool(api).acquire() as conn:
         await accounts.add_account(conn, "stats-adviser", "demo", "adviser", "stats-poste", "Conseillère Stats")
-        await accounts.add_account(conn, "stats-supervisor", "demo", "supervisor", None, "Superviseur Stats")
-        await conn.execute("UPDATE accounts SET department = '2A' WHERE user_id = 'stats-supervisor'")
+        await accounts.add_account(conn, "stats-supervisor", "demo", "supervisor", None, "Superviseur Stats", "2A")
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=api.app),  # type: ignore[attr-defined]
                                base_url="http://referral")
     async with client:
@@ -444,7 +424,7 @@ async def test_the_feed_stops_reading_when_the_browser_leaves(api: httpx.AsyncCl
                 sse.stream("GET", f"/demandes/{referral_id}/flux", headers={"Cookie": cookies}) as feed:
             lines = feed.aiter_lines()  # kept: a dropped iterator closes the stream
             assert await anext(lines) == "retry: 5000"
-            await eventually(lambda: _true(reads >= 2), what="the feed reading the timeline")
+            await eventually(lambda: truth(reads >= 2), what="the feed reading the timeline")
         left = reads
         await asyncio.sleep(2.5)
         assert reads - left <= 1  # at most the read in flight when the browser left

@@ -1,12 +1,17 @@
 """Personal data sealed for one operator: only that operator's private key opens it."""
 
+import json
 from pathlib import Path
 
 import pytest
 from joserfc import jwe
+from joserfc.jwk import ECKey
 
 from relais_kit import sealing
 from relais_kit.sealing import OperatorKeys, SealingError
+from relais_kit.settings import REPO_ROOT
+from relais_kit.topics import load_topics
+from relais_referral.app import create_app
 from relais_referral.settings import DEMO_OPERATOR_KEYS, ReferralSettings
 
 REFERRAL = "6f1c2a52-3f0d-4a8e-9a55-1d2f3c4b5a69"
@@ -80,11 +85,54 @@ def test_missing_or_wrong_keys_are_named_at_start(tmp_path: Path) -> None:
     assert "dgfip: no public key" in message
 
 
-def test_production_refuses_the_demo_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+ALL_OPERATORS = load_topics(REPO_ROOT / "deploy" / "topics.yaml").operators
+
+
+@pytest.fixture
+def production(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RELAIS_ENV", "production")
     monkeypatch.setenv("RELAIS_JWT_SECRET", "a-real-secret-for-this-test")
     monkeypatch.setenv("RELAIS_DATA_KEYS_FILE", "/etc/relais/data-keys.json")
-    with pytest.raises(ValueError, match="RELAIS_OPERATOR_KEYS_DIR"):
+
+
+def registered_keys(folder: Path, operators: list[str]) -> Path:
+    """Fresh key pairs, as operators register them (their public halves in `folder`)."""
+    for operator in operators:
+        key = ECKey.generate_key("P-256", parameters={"kid": f"{operator}-2027"}, private=True)
+        sealing.public_key_path(folder, operator).write_text(json.dumps(key.as_dict(private=False)))
+    return folder
+
+
+@pytest.mark.usefixtures("production")
+def test_production_refuses_the_demo_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match="RELAIS_OPERATOR_KEYS_DIR") as refused:
+        create_app(ReferralSettings())
+    assert f"the keys of {', '.join(sorted(ALL_OPERATORS))} are public demo keys" in str(refused.value)
+
+
+@pytest.mark.usefixtures("production")
+def test_production_refuses_the_demo_keys_wherever_they_were_copied(monkeypatch: pytest.MonkeyPatch,
+                                                                    tmp_path: Path) -> None:
+    """Compared by content (the key's thumbprint), not by folder: copied, renamed, re-kid'ed."""
+    for operator in ALL_OPERATORS:
+        demo = json.loads(sealing.public_key_path(DEMO_OPERATOR_KEYS, operator).read_text())
+        sealing.public_key_path(tmp_path, operator).write_text(json.dumps({**demo, "kid": f"{operator}-prod"}))
+    registered_keys(tmp_path, [o for o in ALL_OPERATORS if o != "caf"])  # CAF kept the demo key
+    monkeypatch.setenv("RELAIS_OPERATOR_KEYS_DIR", str(tmp_path))
+    with pytest.raises(ValueError, match="RELAIS_OPERATOR_KEYS_DIR: the keys of caf are public demo keys"):
+        create_app(ReferralSettings())
+    registered_keys(tmp_path, ["caf"])
+    assert create_app(ReferralSettings()).state.settings.operator_keys_dir == tmp_path
+
+
+def test_outside_production_the_demo_keys_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RELAIS_ENV", "test")
+    assert create_app(ReferralSettings()).state.settings.operator_keys_dir == DEMO_OPERATOR_KEYS
+
+
+@pytest.mark.parametrize("env", ["prod", "Production", "staging", ""])
+def test_an_unknown_environment_is_refused_at_start(monkeypatch: pytest.MonkeyPatch, env: str) -> None:
+    """`prod` used to run with the demo accounts, the dev secret and the demo keys."""
+    monkeypatch.setenv("RELAIS_ENV", env)
+    with pytest.raises(ValueError, match="RELAIS_ENV must be one of dev, test, production"):
         ReferralSettings()
-    monkeypatch.setenv("RELAIS_OPERATOR_KEYS_DIR", "/etc/relais/operator-keys")
-    assert ReferralSettings().operator_keys_dir == Path("/etc/relais/operator-keys")

@@ -48,6 +48,8 @@ def test_no_contact_and_no_birth_date_is_fine() -> None:
     ({"contact_channel": "letter", "street": "1 rue X", "city": "Agen", "postcode": "4700"}, "postcode", "5 chiffres"),
     ({"contact_channel": "none", "birth_date": "2 avril 1963"}, "birth_date", "comme 02/04/1963"),
     ({"contact_channel": "none", "birth_date": "31/02/1963"}, "birth_date", "comme 02/04/1963"),
+    ({"contact_channel": "none", "birth_date": "02/04/١٩٦٣"}, "birth_date", "comme 02/04/1963"),
+    ({"contact_channel": "none", "birth_date": "²/04/1963"}, "birth_date", "comme 02/04/1963"),
     ({"contact_channel": "none", "birth_date": "2030-01-01"}, "birth_date", "pas plausible"),
     ({"contact_channel": "none", "given_name": "Mi\x00chel"}, "given_name", "caractère non autorisé"),
     ({"contact_channel": "none", "given_name": "x" * 101}, "given_name", "100 caractères au plus"),

@@ -1,5 +1,5 @@
-"""The pure parts of the referral page, the search, the statistics, the journal and the
-live feed of the adviser's UI: no I/O."""
+"""The pure parts of the referral page, the search, the statistics, the journal, the
+live feed and the accounts of the adviser's UI: no I/O."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from types import SimpleNamespace
 
 import pytest
 
+from relais_kit import throttle
 from relais_referral.domain.catalogue import load_catalogue
 from relais_referral.domain.lifecycle import Status
-from relais_referral.domain.model import Site
+from relais_referral.entrypoints.ui.pages import WebUser
 from relais_referral.entrypoints.ui.referral_rules import actor_label, allowed_actions, check_reroute, refusal
-from relais_referral.service_layer import audit, live, stats
-from relais_referral.service_layer.scope import NOTHING, Scope
+from relais_referral.service_layer import audit, live, numbers, stats
+from relais_referral.service_layer.accounts import Account
+from relais_referral.service_layer.scope import EVERYTHING, NOTHING, Scope, scope_of
 from relais_referral.service_layer.search import Filters
+from relais_referral.settings import ReferralSettings
 
 
 @pytest.mark.parametrize(("status", "wanted"), [
@@ -112,15 +115,57 @@ def test_journal_filters() -> None:
     assert set(errors) == {"demande", "date"} and filters.referral_id == "" and filters.day is None
 
 
-def test_scopes_in_sql_and_for_one_site() -> None:
-    agen = Site("agen", "Agen", "post_office", "47000", "Agen", "47", frozenset())
-    assert Scope().where("r.site_id", "s.department") == ([], [])
-    assert Scope(department="47").where("r.site_id", "s.department", ["x"]) == (["s.department = $2"], ["x", "47"])
-    assert Scope(sites=frozenset({"b", "a"})).where("r.site_id", "s.department") == \
-        (["r.site_id = ANY($1::text[])"], [["a", "b"]])
-    assert Scope().covers("agen", agen) and Scope(department="47").covers("agen", agen)
-    assert not Scope(department="33").covers("agen", agen) and not Scope(department="47").covers("x", None)
-    assert Scope(sites=frozenset({"agen"})).covers("agen", agen) and not NOTHING.covers("agen", agen)
+def test_a_signed_in_page_user_has_their_roles_scope() -> None:
+    """The department travels as the department (never in place of a site), and the
+    scope is the platform's rule (relais_kit.access)."""
+    supervisor = WebUser("claire", "supervisor", None, "Claire", department="47").as_user()
+    assert (supervisor.site_id, supervisor.department) == (None, "47")
+    assert scope_of(supervisor) == Scope(department="47")
+    adviser = WebUser("sophie", "adviser", "agen", "Sophie", place_id="pont-du-casse").as_user()
+    assert scope_of(adviser) == Scope(home_site="agen")
+    assert scope_of(WebUser("ops", "ops", None, "Ops").as_user()) == EVERYTHING
+    assert scope_of(WebUser("lost", "supervisor", None, "Sans département").as_user()) == NOTHING
+
+
+def test_an_account_signs_in_as_its_role_and_nothing_more() -> None:
+    supervisor = Account("claire", "supervisor", "Claire", department="2A").user("sid-1")
+    assert (supervisor.site_id, supervisor.department, supervisor.session_id) == (None, "2A", "sid-1")
+    assert Account("sophie", "adviser", "Sophie", site_id="agen").user().site_id == "agen"
+    assert Account("sophie", "adviser", "Sophie", site_id="agen").problems() == {}
+    assert set(Account("x", "adviser", "X").problems()) == {"site_id"}
+    assert set(Account("x", "supervisor", "X", site_id="agen").problems()) == {"site_id", "department"}
+    assert set(Account("x", "supervisor", "X", department="Gironde").problems()) == {"department"}
+    assert set(Account("x y", "root", " ", email="nobody").problems()) == {"user_id", "role", "display_name",
+                                                                          "email"}
+    assert set(Account("x", "ops", "X", oidc_subject="sub").problems()) == {"oidc_subject"}
+
+
+def test_the_sign_in_limits_default_to_the_kits_and_are_checked_at_start() -> None:
+    settings = ReferralSettings()
+    assert (settings.signin_limit_per_account, settings.signin_limit_per_address) == (
+        throttle.DEFAULT_PER_ACCOUNT, throttle.DEFAULT_PER_ADDRESS)
+    assert ReferralSettings(RELAIS_SIGNIN_LIMIT_PER_ADDRESS="300/hour").signin_limit_per_address == "300/hour"
+    with pytest.raises(ValueError, match="RELAIS_SIGNIN_LIMIT_PER_ACCOUNT must read like '10 per 5 minutes'"):
+        ReferralSettings(RELAIS_SIGNIN_LIMIT_PER_ACCOUNT="lots")
+
+
+@pytest.mark.parametrize(("raw", "wanted"), [
+    ("1", 1), ("99999", 99_999), ("00042", 42), (None, None), ("", None), ("0", None), ("100000", None),
+    ("²", None), ("٣", None), ("1²", None), (" 1", None), ("+1", None), ("-1", None), ("1_0", None),
+    ("1" * 5000, None)])
+def test_numbers_from_a_query_are_ascii_digits_within_bounds(raw: str | None, wanted: int | None) -> None:
+    assert numbers.bounded(raw, 1, 99_999) == wanted
+
+
+def test_a_bad_number_in_a_query_falls_back_to_the_default() -> None:
+    for bad in ("²", "٣", "-2", "1e3", "9" * 30):
+        assert Filters.parse({"page": bad}).page == 1
+        assert audit.JournalFilters.parse({"page": bad})[0].page == 1
+        assert stats.parse_period(bad) == stats.DEFAULT_PERIOD
+        assert live.since(bad, bad) == 0
+    assert live.since("²", "12") == 12 and stats.parse_period("7") == 7
+    assert audit.JournalFilters.parse({"date": "²/11/2026"})[1] == {"date": "Indiquez une date au format JJ/MM/AAAA."}
+    assert audit.JournalFilters.parse({"date": "22/11/٢٠٢٦"})[0].day is None
 
 
 # -- the live feed -------------------------------------------------------------------------------
@@ -180,6 +225,29 @@ def test_the_feed_stops_when_the_browser_leaves_and_outlives_a_database_restart(
     chunks = asyncio.run(collect())
     assert chunks == ["retry: 5000\n\n", 'event: chronologie\nid: 9\ndata: {"seq": 9, "status": "answered", '
                                          '"overdue": true}\n\n']
+
+
+def test_the_feed_ends_at_the_first_heartbeat_after_the_session_did() -> None:
+    clock = Clock()
+    checks: list[float] = []
+
+    async def read() -> live.Latest | None:
+        return live.Latest(5, "routed", False)
+
+    async def connected() -> bool:
+        return False
+
+    async def signed_in() -> bool:
+        checks.append(clock.t)
+        return clock.t < 20  # signed out between the first and the second heartbeat
+
+    async def collect() -> list[str]:
+        return [chunk async for chunk in live.changes(read, 5, connected, signed_in, poll_s=1, heartbeat_s=15,
+                                                       lasting_s=600, clock=clock, sleep=clock.sleep)]
+
+    chunks = asyncio.run(collect())
+    assert chunks == ["retry: 5000\n\n", ": toujours là\n\n", "event: fin\ndata: {}\n\n"]
+    assert checks == [15.0, 30.0]  # at heartbeats only: not one query per poll
 
 
 def test_where_the_browser_stands() -> None:

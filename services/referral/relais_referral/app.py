@@ -13,12 +13,13 @@ from relais_kit.logs import configure_logging
 from relais_kit.runtime import Runtime, serving
 from relais_kit.sealing import OperatorKeys
 from relais_kit.sessions import SESSIONS_MIGRATIONS
+from relais_kit.throttle import SignInThrottle
 from relais_kit.topics import load_topics
 from relais_kit.web import documentation, prepare_app
 from relais_referral.domain.catalogue import load_catalogue
 from relais_referral.entrypoints import consumers, ui
 from relais_referral.entrypoints.api import router
-from relais_referral.service_layer.accounts import seed_demo_accounts
+from relais_referral.service_layer.accounts import seed_demo_accounts, token_alive
 from relais_referral.service_layer.context import Context
 from relais_referral.service_layer.overdue import overdue_watch
 from relais_referral.settings import ReferralSettings
@@ -31,6 +32,9 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     operators = load_topics(settings.topics_file).operators
     # Fails at once, naming the operators concerned, if a key is missing or unusable.
     keys = OperatorKeys.from_folder(settings.operator_keys_dir, operators)
+    if settings.production and (demo := keys.demo_operators()):
+        raise ValueError(f"RELAIS_OPERATOR_KEYS_DIR: the keys of {', '.join(demo)} are public demo keys "
+                         "(wherever copied): production needs the operators' registered keys")
 
     async def start(app: FastAPI) -> Runtime:
         runtime = await Runtime.start("referral", settings, [SESSIONS_MIGRATIONS, MIGRATIONS],
@@ -58,6 +62,9 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
     app = FastAPI(title="Relais — referral service", version="1.0.0", lifespan=lifespan, **documentation(settings),
                   description="Visits and referrals of France Services advisers, routed to operators.")
     app.state.settings = settings
+    app.state.signin_throttle = SignInThrottle(settings.signin_limit_per_account, settings.signin_limit_per_address)
+    # Bearer tokens name a session: refused once it ended (revoked, account closed or changed).
+    app.state.token_check = lambda user: token_alive(app.state.runtime.pool, user)
     prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))
     app.include_router(router)
     ui.install(app, settings)  # the adviser's pages (HTML)

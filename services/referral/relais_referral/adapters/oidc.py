@@ -8,8 +8,9 @@ federation for agents, in production — with the authorization-code flow, PKCE 
 - `OidcClient.complete()` checks the state, exchanges the code (with the verifier) at the
   token endpoint, checks the ID token — signature against the issuer's JWKS (RS256 or
   ES256), issuer, audience, authorized party, expiry, nonce — and reads the agent's
-  e-mail from the ID token or, as ProConnect sends it, from the userinfo endpoint (JSON,
-  or a JWT signed like the ID token). `acr` and `amr` are not required.
+  e-mail (and whether the provider verified it) from the ID token or, as ProConnect
+  sends it, from the userinfo endpoint (JSON, or a JWT signed like the ID token). The
+  agent is the pair (issuer, `sub`); `acr` and `amr` are not required.
 
 The provider's metadata (discovery) and keys are fetched on first use and kept for an
 hour; an unknown key id fetches the keys again once (key rotation). Every failure is an
@@ -78,7 +79,9 @@ class Transaction:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who the provider says signed in."""
+    """Who the provider says signed in: the agent is (issuer, subject) — an e-mail may
+    change hands. `email_verified`: what the provider says of the address (None: it
+    did not say)."""
 
     subject: str
     email: str
@@ -86,6 +89,8 @@ class Identity:
     usual_name: str | None = None
     uid: str | None = None
     id_token: str | None = None  # for the provider's logout (`id_token_hint`)
+    issuer: str = ""
+    email_verified: bool | None = None
 
     @property
     def display_name(self) -> str:
@@ -255,7 +260,8 @@ class OidcClient:
 
         return Identity(subject=str(claims["sub"]), email=email.strip(), given_name=text("given_name"),
                         usual_name=text("usual_name") or text("family_name"), uid=text("uid"),
-                        id_token=tokens["id_token"])
+                        id_token=tokens["id_token"], issuer=str(claims["iss"]),
+                        email_verified=_verified(info.get("email_verified", claims.get("email_verified"))))
 
     async def _exchange(self, code: str, transaction: Transaction) -> dict[str, Any]:
         meta = await self.metadata()
@@ -355,3 +361,12 @@ class OidcClient:
         if info.get("sub") != subject:
             raise OidcError("userinfo_subject_mismatch")
         return info
+
+
+def _verified(claim: object) -> bool | None:
+    """`email_verified`: a boolean, or the string some providers send; None when absent."""
+    if isinstance(claim, bool):
+        return claim
+    if isinstance(claim, str) and claim.lower() in ("true", "false"):
+        return claim.lower() == "true"
+    return None

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from relais_kit.auth import User, current_user, issue_token
+from relais_kit import sessions
+from relais_kit.auth import TOKEN_TTL, User, current_user, issue_token
 from relais_kit.envelope import now
+from relais_kit.logs import log
+from relais_kit.throttle import TooManyAttempts
 from relais_referral.adapters import store
 from relais_referral.domain.model import Citizen, PostalAddress, Referral
 from relais_referral.entrypoints.schemas import (
@@ -32,6 +36,15 @@ from relais_referral.service_layer.errors import Conflict, NotAllowed, NotFound
 
 router = APIRouter(prefix="/api/v1")
 Adviser = Annotated[User, Depends(current_user)]
+TOO_MANY_ATTEMPTS: dict[int | str, dict[str, Any]] = {
+    429: {"description": "Too many sign-in attempts for this account or from this address: retry after "
+                         "`Retry-After` seconds"}}
+
+
+def client_address(request: Request) -> str:
+    """Where a sign-in comes from, for its throttle (behind a proxy: run uvicorn with
+    --proxy-headers and --forwarded-allow-ips so that this is the client's)."""
+    return request.client.host if request.client else "unknown"
 
 
 def _pool(request: Request) -> asyncpg.Pool:
@@ -42,16 +55,36 @@ def _context(request: Request) -> Context:
     return request.app.state.context  # type: ignore[no-any-return]
 
 
-@router.post("/auth/token", response_model=Token, tags=["auth"],
-             summary="Sign in (OAuth2 password form)")
+@router.post("/auth/token", response_model=Token, tags=["auth"], responses=TOO_MANY_ATTEMPTS,
+             summary="Sign in (OAuth2 password form): a bearer token for one hour")
 async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
-    async with _pool(request).acquire() as conn:
-        user = await accounts.authenticate(conn, form.username, form.password,
-                                           production=request.app.state.settings.production)
+    try:
+        user = await accounts.sign_in(_pool(request), request.app.state.signin_throttle, form.username,
+                                      form.password, client_address(request),
+                                      production=request.app.state.settings.production)
+    except TooManyAttempts as exc:
+        log.warning("sign_in_throttled", per=exc.what)
+        raise HTTPException(status.HTTP_429_TOO_MANY_REQUESTS, str(exc),
+                            headers={"Retry-After": str(exc.retry_after_s)}) from exc
     if user is None:
+        log.info("sign_in_refused")
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "unknown user or wrong password",
                             headers={"WWW-Authenticate": "Bearer"})
-    return Token(access_token=issue_token(user, request.app.state.jwt_secret))
+    async with _pool(request).acquire() as conn:
+        session_id = await sessions.open_session(conn, user.user_id, "api", TOKEN_TTL)
+    log.info("signed_in", user=user.user_id, role=user.role, via="api")
+    return Token(access_token=issue_token(replace(user, session_id=session_id), request.app.state.jwt_secret,
+                                          TOKEN_TTL), expires_in=int(TOKEN_TTL.total_seconds()))
+
+
+@router.post("/auth/revoke", status_code=204, tags=["auth"],
+             summary="Sign out: the token (and every copy of it) opens nothing any more")
+async def revoke(request: Request, user: Adviser) -> Response:
+    if user.session_id:
+        async with _pool(request).acquire() as conn:
+            await sessions.end_session(conn, user.session_id)
+    log.info("signed_out", user=user.user_id, via="api")
+    return Response(status_code=204)
 
 
 @router.post("/visits", status_code=201, response_model=VisitOut, tags=["visits"],

@@ -145,3 +145,5 @@ class ReferralOut(BaseModel):
 class Token(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds until the token expires (it ends sooner if revoked, or if the "
+                                        "account is closed or its role, site or department change)")

@@ -10,6 +10,7 @@ from datetime import datetime
 import asyncpg
 import structlog
 
+from relais_kit import access
 from relais_kit.auth import User
 from relais_kit.envelope import now
 from relais_referral.adapters import store
@@ -28,7 +29,7 @@ async def _own_referral(conn: asyncpg.Connection, user: User, referral_id: str) 
     structlog.contextvars.bind_contextvars(referral_id=referral_id)
     site = await store.get_site(conn, referral.site_id)
     parent = site.parent_site_id if site else None
-    if user.role != "adviser" or user.site_id not in (referral.site_id, parent):
+    if not access.works_at(user, referral.site_id, parent):
         raise NotFound(f"referral {referral_id} not found")  # other sites' referrals are not shown
     return referral
 

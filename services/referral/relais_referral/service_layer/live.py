@@ -2,7 +2,8 @@
 timeline grows. Each open page asks PostgreSQL for the timeline's last entry about
 once a second (one indexed read; works across instances and survives database
 restarts), sends a comment every 15 s so proxies keep the connection, stops when the
-browser leaves, and ends after 10 minutes (the page then offers to refresh)."""
+browser leaves, ends when the session does (signed out, account closed: checked at
+each heartbeat) and after 10 minutes (the page then offers to refresh)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,13 @@ from typing import Any
 import asyncpg
 
 from relais_kit.db import CONNECTION_LOST
+from relais_referral.service_layer import numbers
 
 POLL_S = 1.0
 HEARTBEAT_S = 15.0
 LASTING_S = 600.0
 RETRY_MS = 5000
+LAST_SEQ = 2**63 - 1  # the timeline's bigserial
 
 
 @dataclass(frozen=True)
@@ -51,18 +54,20 @@ def frame(event: str, data: dict[str, Any], event_id: int | None = None) -> str:
 def since(last_event_id: str | None, query: str | None) -> int:
     """Where the browser stands: its `Last-Event-ID` on a reconnection, else the page's."""
     for raw in (last_event_id, query):
-        if raw and raw.isdigit():
-            return int(raw)
+        if (seq := numbers.bounded(raw, 0, LAST_SEQ)) is not None:
+            return seq
     return 0
 
 
 async def changes(read: Callable[[], Awaitable[Latest | None]], seen: int,
-                  disconnected: Callable[[], Awaitable[bool]], *, poll_s: float = POLL_S,
+                  disconnected: Callable[[], Awaitable[bool]],
+                  signed_in: Callable[[], Awaitable[bool]] | None = None, *, poll_s: float = POLL_S,
                   heartbeat_s: float = HEARTBEAT_S, lasting_s: float = LASTING_S,
                   clock: Callable[[], float] = time.monotonic,
                   sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep) -> AsyncIterator[str]:
     """The stream's text: an event `chronologie` (id = the last entry's number) when the
-    timeline grew past `seen`, heartbeats, and `fin` when the time is up."""
+    timeline grew past `seen`, heartbeats, and `fin` when the time is up or, at a
+    heartbeat, `signed_in()` says the session ended."""
     yield f"retry: {RETRY_MS}\n\n"
     start = beat = clock()
     while clock() - start < lasting_s:
@@ -77,6 +82,8 @@ async def changes(read: Callable[[], Awaitable[Latest | None]], seen: int,
             yield frame("chronologie", {"seq": now.seq, "status": now.status, "overdue": now.overdue}, now.seq)
             beat = clock()
         elif clock() - beat >= heartbeat_s:
+            if signed_in is not None and not await signed_in():
+                break
             yield ": toujours là\n\n"
             beat = clock()
         await sleep(poll_s)

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from relais_referral.domain.lifecycle import Status
+from relais_referral.service_layer import numbers
 from relais_referral.service_layer.scope import Scope
 
 PAGE_SIZE = 50
@@ -31,14 +32,13 @@ class Filters:
         if len(reference) > 36 or any(c not in "0123456789abcdef-" for c in reference):
             reference = ""
         status = query.get("statut", "")
-        page = query.get("page", "")
         return cls(
             statut=status if status in STATUSES else "",
             operateur=_code(query.get("operateur", "")),
             site=_code(query.get("site", "")),
             en_retard=query.get("en_retard", "") in ("1", "on", "oui", "true"),
             reference=reference,
-            page=int(page) if page.isdigit() and 0 < int(page) < 100_000 else 1)
+            page=numbers.page(query.get("page")))
 
     def query(self, **changes: Any) -> dict[str, str]:
         """The filters as query parameters (for the pagination links), without the empty ones."""
@@ -54,7 +54,7 @@ def _code(raw: str) -> str:
 
 async def search(conn: asyncpg.Connection, scope: Scope, filters: Filters) -> tuple[list[dict[str, Any]], bool]:
     """One page of referrals, and whether there is a next page."""
-    where, args = scope.where("r.site_id", "s.department")
+    where, args = scope.where("r.site_id", "s.parent_site_id", "s.department")
     for column, value in (("r.status", filters.statut), ("r.operator", filters.operateur),
                           ("r.site_id", filters.site)):
         if value:
@@ -77,7 +77,7 @@ async def search(conn: asyncpg.Connection, scope: Scope, filters: Filters) -> tu
 
 async def sites_in(conn: asyncpg.Connection, scope: Scope) -> list[dict[str, Any]]:
     """The sites a user may filter by."""
-    where, args = scope.where("s.site_id", "s.department")
+    where, args = scope.where("s.site_id", "s.parent_site_id", "s.department")
     rows = await conn.fetch(
         f"SELECT s.site_id, s.name FROM known_sites s WHERE {' AND '.join(where) or 'true'} ORDER BY s.name", *args)
     return [dict(r) for r in rows]

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from relais_referral.domain.lifecycle import Status
+from relais_referral.service_layer import numbers
 from relais_referral.service_layer.scope import Scope
 
 PERIODS = (7, 30, 90)
@@ -22,7 +23,8 @@ AWAITING = ("routed", "acknowledged", "info_requested")
 
 
 def parse_period(raw: str | None) -> int:
-    return int(raw) if raw and raw.isdigit() and int(raw) in PERIODS else DEFAULT_PERIOD
+    days = numbers.bounded(raw, 1, max(PERIODS))
+    return days if days in PERIODS else DEFAULT_PERIOD
 
 
 def rate(part: int, whole: int) -> float | None:
@@ -86,12 +88,12 @@ class Figures:
 
 async def figures(conn: asyncpg.Connection, scope: Scope, days: int, at: datetime) -> Figures:
     since = at - timedelta(days=days)
-    where, args = scope.where("v.site_id", "s.department", [since, RESOLVED_ON_THE_SPOT])
+    where, args = scope.where("v.site_id", "s.parent_site_id", "s.department", [since, RESOLVED_ON_THE_SPOT])
     visits = await conn.fetchrow(
         "SELECT count(*) AS visits, count(*) FILTER (WHERE v.resolution = $2) AS resolved"
         " FROM visits v LEFT JOIN known_sites s ON s.site_id = v.site_id"
         f" WHERE {' AND '.join(['v.opened_at >= $1', *where])}", *args)
-    where, args = scope.where("r.site_id", "s.department", [since])
+    where, args = scope.where("r.site_id", "s.parent_site_id", "s.department", [since])
     referrals = " AND ".join(["r.requested_at >= $1", *where])
     rows = await conn.fetch(
         "SELECT r.operator, r.status, count(*) AS n FROM referrals r"
@@ -108,7 +110,7 @@ async def figures(conn: asyncpg.Connection, scope: Scope, days: int, at: datetim
     overdue_in_period = await conn.fetchval(
         f"SELECT count(*) FROM referrals r LEFT JOIN known_sites s ON s.site_id = r.site_id"
         f" WHERE {referrals} AND r.overdue_at IS NOT NULL", *args)
-    where, args = scope.where("r.site_id", "s.department", [list(AWAITING)])
+    where, args = scope.where("r.site_id", "s.parent_site_id", "s.department", [list(AWAITING)])
     overdue_now = await conn.fetchval(
         "SELECT count(*) FROM referrals r LEFT JOIN known_sites s ON s.site_id = r.site_id"
         f" WHERE {' AND '.join(['r.overdue_at IS NOT NULL', 'r.status = ANY($1::text[])', *where])}", *args)

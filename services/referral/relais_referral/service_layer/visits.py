@@ -6,6 +6,7 @@ import uuid
 
 import asyncpg
 
+from relais_kit import access
 from relais_kit.auth import User
 from relais_kit.envelope import now
 from relais_referral.adapters import store
@@ -17,7 +18,7 @@ from relais_referral.service_layer.errors import InvalidField, NotAllowed
 
 def may_work_at(user: User, site: Site) -> bool:
     """An adviser works at their site and at the permanences attached to it."""
-    return user.site_id in (site.site_id, site.parent_site_id)
+    return access.works_at(user, site.site_id, site.parent_site_id)
 
 
 async def open_visit(conn: asyncpg.Connection, ctx: Context, user: User, site_id: str,

@@ -1,6 +1,6 @@
-"""/journal: who saw or changed which referral, when, through which channel — for
-supervisors (their department) and ops (everything); filtered by referral, user and
-day, newest first, 50 a page. Advisers are refused."""
+"""/journal: who saw or changed which referral, and who saw which visit, when, through
+which channel — for supervisors (their department) and ops (everything); filtered by
+referral, user and day, newest first, 50 a page. Advisers are refused."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ router = APIRouter(dependencies=[Depends(audit.ui_channel)])
 ACTION_LABELS = {
     "view": "Consultation", "refer": "Orientation vers l'opérateur", "provide_info": "Réponse à l'opérateur",
     "cancel": "Annulation", "close": "Clôture", "reroute": "Réorientation",
+    "view_visit": "Consultation d'une visite",
 }
 CHANNEL_LABELS = {"ui": "Pages web", "api": "API"}
 
@@ -28,8 +29,7 @@ async def journal(request: Request, user: Viewer) -> Response:
     query = dict(request.query_params)
     filters, errors = audit.JournalFilters.parse(query)
     async with connection(request) as conn:
-        scope = await scope_of(conn, user.as_user())
-        rows, more = await audit.journal(conn, scope, filters, PARIS)
+        rows, more = await audit.journal(conn, scope_of(user.as_user()), filters, PARIS)
 
     def page_url(page: int) -> str:
         kept = {k: query[k] for k in ("demande", "utilisateur", "date") if query.get(k) and k not in errors}

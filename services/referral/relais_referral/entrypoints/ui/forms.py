@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from relais_referral.domain.catalogue import Catalogue
 from relais_referral.domain.model import Citizen, PostalAddress
 from relais_referral.entrypoints.schemas import CitizenIn
+from relais_referral.service_layer import numbers
 
 _ONE_LINE = re.compile(r"^[^\x00-\x1f\x7f]*$")
 _FREE_TEXT = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
@@ -60,9 +61,12 @@ def _date(text: str) -> date | None:
         pass
     day, _, rest = text.partition("/")
     month, _, year = rest.partition("/")
+    y, m, d = numbers.bounded(year, 1000, 9999), numbers.bounded(month, 1, 12), numbers.bounded(day, 1, 31)
+    if y is None or m is None or d is None:
+        return None
     try:
-        return date(int(year), int(month), int(day)) if len(year) == 4 else None
-    except ValueError:
+        return date(y, m, d)
+    except ValueError:  # 31/02
         return None
 
 

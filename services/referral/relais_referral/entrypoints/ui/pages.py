@@ -87,10 +87,8 @@ class WebUser:
         return self.place_id or self.site_id
 
     def as_user(self) -> User:
-        """For the service layer (same rules as the API) and service_layer.scope: a
-        supervisor's account names their department where an adviser's names a site."""
-        site = self.site_id if self.role != "supervisor" else (self.site_id or self.department)
-        return User(self.user_id, self.role, site, self.display_name)
+        """For the service layer: the same rules as the API's."""
+        return User(self.user_id, self.role, self.site_id, self.display_name, self.department)
 
 
 def user_of(session: Session) -> WebUser | None:
@@ -101,12 +99,12 @@ def user_of(session: Session) -> WebUser | None:
                    session.get("place_id"), session.get("place_name"))
 
 
-def session_data(user: User, department: str | None) -> dict[str, str]:
+def session_data(user: User) -> dict[str, str]:
     data = {"role": user.role}
     if user.site_id:
         data["site_id"] = user.site_id
-    if department:
-        data["department"] = department
+    if user.department:
+        data["department"] = user.department
     return data
 
 

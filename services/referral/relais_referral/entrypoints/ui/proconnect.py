@@ -1,9 +1,11 @@
 """Signing in with ProConnect (OpenID Connect, adapters/oidc.py), when RELAIS_OIDC_ISSUER
 is set: GET /connexion/proconnect sends the browser to the provider, which sends it
-back to GET /connexion/proconnect/retour. The agent it names is the local account with
-the same e-mail address; an agent without one is told so — a sign-in never creates an
-account. The attempt (state, nonce, PKCE verifier) travels in a signed cookie of ten
-minutes, sent back by the browser on the provider's redirect (SameSite=Lax)."""
+back to GET /connexion/proconnect/retour. The agent it names — the provider's issuer
+and `sub` — is the account bound to them, or, on the agent's first sign-in, the
+account of their verified e-mail address, bound then (service_layer.proconnect); an
+agent without one is told so — a sign-in never creates an account. The attempt (state,
+nonce, PKCE verifier) travels in a signed cookie of ten minutes, sent back by the
+browser on the provider's redirect (SameSite=Lax)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,6 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from relais_kit.auth import User
 from relais_kit.logs import log
 from relais_kit.webui import Session, local_path
 from relais_referral.adapters import oidc, store
@@ -25,7 +26,7 @@ from relais_referral.entrypoints.ui.pages import (
     session_data,
     transaction,
 )
-from relais_referral.service_layer import accounts
+from relais_referral.service_layer import proconnect as agents
 from relais_referral.settings import ReferralSettings
 
 router = APIRouter()
@@ -49,6 +50,20 @@ CANCELLED = ("Connexion interrompue",
              "La connexion avec ProConnect a été interrompue. Vous pouvez recommencer, ou vous connecter "
              "avec votre identifiant Relais.")
 NO_ACCOUNT = "Votre compte n'est pas encore ouvert dans Relais"
+REFUSALS = {
+    agents.EMAIL_NOT_VERIFIED: (
+        "Adresse électronique non vérifiée",
+        "ProConnect n'a pas confirmé que l'adresse électronique de votre identité vous appartient : elle ne "
+        "peut pas servir à retrouver votre compte Relais. Contactez l'équipe d'exploitation, qui peut "
+        "rattacher votre identité ProConnect à votre compte."),
+    agents.BOUND_TO_ANOTHER_AGENT: (
+        "Compte rattaché à une autre identité",
+        "Le compte Relais de cette adresse électronique est déjà rattaché à une autre identité ProConnect. "
+        "Contactez l'équipe d'exploitation."),
+    agents.CLOSED: (
+        "Compte fermé",
+        "Votre compte Relais est fermé. Adressez-vous à votre superviseur ou à l'équipe d'exploitation."),
+}
 
 
 def config_of(settings: ReferralSettings) -> oidc.OidcConfig | None:
@@ -146,22 +161,25 @@ async def callback(request: Request) -> Response:
             return _forget_attempt(request, problem(request, 401, *CANCELLED))
         return _forget_attempt(request, problem(request, 403, *REFUSED))
 
-    production = request.app.state.settings.production
-    async with transaction(request) as conn:
-        account = await store.get_account_by_email(conn, identity.email)
-        if account is not None and production and accounts.is_demo(account["user_id"]):
-            account = None
-        home = await store.get_site(conn, account["site_id"]) if account is not None and account["site_id"] \
-            else None
-    if account is None:
-        log.info("proconnect_unknown_agent")  # never the address: personal data
+    settings = request.app.state.settings
+    try:
+        async with transaction(request) as conn:
+            account = await agents.account_for(conn, identity.issuer or client.config.issuer, identity.subject,
+                                               identity.email, identity.email_verified,
+                                               emails_verified=settings.oidc_emails_verified,
+                                               production=settings.production)
+            home = await store.get_site(conn, account.site_id) if account.site_id else None
+    except agents.Refused as refused:
+        log.info("proconnect_refused", reason=refused.reason)  # never the address: personal data
+        if refused.reason in REFUSALS:
+            return _forget_attempt(request, problem(request, 403, *REFUSALS[refused.reason]))
         return _forget_attempt(request, problem(
             request, 403, NO_ACCOUNT,
             f"ProConnect vous a bien identifié ({identity.email}), mais aucun compte Relais n'est ouvert "
             "à cette adresse. Demandez à votre superviseur ou à l'équipe d'exploitation d'ouvrir votre "
             "compte avec cette adresse électronique, puis reconnectez-vous."))
-    user = User(account["user_id"], account["role"], account["site_id"], account["display_name"])
-    data = session_data(user, account.get("department"))
+    user = account.user()
+    data = session_data(user)
     data["idp"] = "proconnect"
     if identity.id_token:
         data["id_token"] = identity.id_token  # for the provider's logout (provider_logout)

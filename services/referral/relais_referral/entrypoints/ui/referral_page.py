@@ -26,6 +26,7 @@ from relais_referral.entrypoints.ui.pages import (
     connection,
     context,
     not_found,
+    pages,
     pool,
     redirect,
     render,
@@ -130,7 +131,8 @@ async def feed(request: Request, referral_id: str, user: Viewer, depuis: str = "
         if referral is None or not await scope.may_see(conn, user.as_user(), referral["site_id"]):
             raise not_found("Demande introuvable", "Aucune demande de votre périmètre ne porte cette référence.")
     stream = live.changes(live.reader(pool(request), rid),
-                          live.since(request.headers.get("last-event-id"), depuis), request.is_disconnected)
+                          live.since(request.headers.get("last-event-id"), depuis), request.is_disconnected,
+                          lambda: pages(request).still_signed_in(request), heartbeat_s=live.HEARTBEAT_S)
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

@@ -20,8 +20,8 @@ AWAITING = ("routed", "acknowledged", "info_requested")
 @router.get("/demandes")
 async def referrals(request: Request, user: Viewer) -> Response:
     filters = search.Filters.parse(dict(request.query_params))
+    scope = scope_of(user.as_user())
     async with connection(request) as conn:
-        scope = await scope_of(conn, user.as_user())
         rows, more = await search.search(conn, scope, filters)
         sites = await search.sites_in(conn, scope)
     catalogue = context(request).catalogue

@@ -6,19 +6,22 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from relais_kit.logs import log
+from relais_kit.throttle import TooManyAttempts
 from relais_kit.webui import local_path
 from relais_referral.adapters import store
+from relais_referral.entrypoints.api import client_address
 from relais_referral.entrypoints.ui.pages import (
     HOME,
     SIGN_IN,
     Form,
+    connection,
     current_user,
     invalid,
     pages,
+    pool,
     redirect,
     render,
     session_data,
-    transaction,
 )
 from relais_referral.entrypoints.ui.proconnect import provider_logout
 from relais_referral.service_layer import accounts
@@ -59,22 +62,36 @@ async def signin(request: Request, form: Form) -> Response:
     if errors:
         return invalid(request, TEMPLATE, errors, values={"user_id": user_id}, suite=suite,
                        **_flags(request))
-    production = request.app.state.settings.production
-    async with transaction(request) as conn:
-        user = await accounts.authenticate(conn, user_id, password, production=production)
-        account = await store.get_account(conn, user_id) if user else None
-        home = await store.get_site(conn, user.site_id) if user and user.site_id else None
-    if user is None or account is None:
+    try:
+        user = await accounts.sign_in(pool(request), request.app.state.signin_throttle, user_id, password,
+                                      client_address(request), production=request.app.state.settings.production)
+    except TooManyAttempts as exc:
+        log.warning("sign_in_throttled", per=exc.what)
+        response = render(request, TEMPLATE, 429, values={"user_id": user_id}, suite=suite, **_flags(request),
+                          errors={"_form": _too_many(exc)})
+        response.headers["Retry-After"] = str(exc.retry_after_s)
+        return response
+    if user is None:
         log.info("sign_in_refused")
         return render(request, TEMPLATE, 401, values={"user_id": user_id}, suite=suite,
                       **_flags(request),
                       errors={"_form": "Identifiant ou mot de passe incorrect."})
-    data = session_data(user, account.get("department"))
+    async with connection(request) as conn:
+        home = await store.get_site(conn, user.site_id) if user.site_id else None
+    data = session_data(user)
     if home is not None:
         data.update(place_id=home.site_id, place_name=home.name)
     await pages(request).sign_in(request, user.user_id, user.display_name, data)
     log.info("signed_in", user=user.user_id, role=user.role)
     return redirect(request, suite or HOME)
+
+
+def _too_many(exc: TooManyAttempts) -> str:
+    minutes = -(-exc.retry_after_s // 60)
+    wait = f"{minutes} minute{'s' if minutes > 1 else ''}" if exc.retry_after_s > 60 else \
+        f"{exc.retry_after_s} seconde{'s' if exc.retry_after_s > 1 else ''}"
+    whose = "pour cet identifiant" if exc.what == "account" else "depuis ce poste"
+    return f"Trop de tentatives de connexion {whose}. Réessayez dans {wait}."
 
 
 @router.post("/deconnexion")

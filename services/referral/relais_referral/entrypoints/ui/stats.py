@@ -16,8 +16,8 @@ router = APIRouter(dependencies=[Depends(audit.ui_channel)])
 @router.get("/statistiques")
 async def statistics(request: Request, user: Viewer, periode: str = "") -> Response:
     days = stats.parse_period(periode)
+    scope = scope_of(user.as_user())
     async with connection(request) as conn:
-        scope = await scope_of(conn, user.as_user())
         figures = await stats.figures(conn, scope, days, now())
     return render(request, "ui/stats.html.j2", nav="statistiques", figures=figures, periods=stats.PERIODS,
                   days=days, duration=stats.duration_fr, status_labels=STATUS_LABELS,

@@ -25,7 +25,7 @@ from relais_referral.entrypoints.ui.pages import (
     render,
     writer,
 )
-from relais_referral.service_layer.scope import scope_of
+from relais_referral.service_layer.scope import scope_of, sites_of
 
 router = APIRouter()
 
@@ -40,17 +40,12 @@ def _today_bounds() -> tuple[datetime, datetime, int]:
 async def today(request: Request, user: Viewer) -> Response:
     start, end, _ = _today_bounds()
     async with connection(request) as conn:
-        scope = await scope_of(conn, user.as_user())
-        sites = sorted(scope.sites) if scope.sites is not None else None
-        if user.is_adviser and user.place and user.place != user.site_id:
-            visit_sites: list[str] | None = [user.place]  # at a permanence today: its visits
-        elif scope.department is not None:  # a supervisor: the department's sites
-            rows = await conn.fetch("SELECT site_id FROM known_sites WHERE department = $1", scope.department)
-            visit_sites = [r["site_id"] for r in rows]
-        else:
-            visit_sites = sites
+        sites = await sites_of(conn, scope_of(user.as_user()))
+        permanence = user.place if user.is_adviser and user.place != user.site_id else None
+        # At a permanence today (still one of theirs): its visits.
+        visit_sites = [permanence] if permanence and sites is not None and permanence in sites else sites
         visits = await place_store.visits_between(conn, visit_sites, start, end)
-        attention = await place_store.needing_attention(conn, sites, scope.department, now())
+        attention = await place_store.needing_attention(conn, sites, None, now())
     return render(request, "ui/today.html.j2", nav="aujourdhui", visits=visits, attention=attention)
 
 

@@ -24,7 +24,6 @@ from relais_referral.entrypoints.ui.pages import (
     Form,
     WebUser,
     Writer,
-    connection,
     context,
     invalid,
     not_found,
@@ -32,7 +31,7 @@ from relais_referral.entrypoints.ui.pages import (
     render,
     transaction,
 )
-from relais_referral.service_layer import referrals, visits
+from relais_referral.service_layer import audit, referrals, visits
 from relais_referral.service_layer.errors import Conflict, InvalidField, NotAllowed, NotFound
 from relais_referral.service_layer.visit_closing import close_visit, own_visit
 
@@ -71,13 +70,18 @@ async def open_visit(request: Request, user: Writer, form: Form) -> Response:
     return redirect(request, f"/visites/{visit.visit_id}")
 
 
-async def _visit(request: Request, user: WebUser, visit_id: str) -> tuple[Visit, Any, dict[str, Any]]:
+async def _visit(request: Request, user: WebUser, visit_id: str, *,
+                 viewed: bool = True) -> tuple[Visit, Any, dict[str, Any]]:
+    """The visit, for a page that shows it (`viewed`: audited with the read, the citizen's
+    identity and contact being on it); other sites' visits are 404."""
     try:
-        async with connection(request) as conn:
+        async with transaction(request) as conn:
             visit = await own_visit(conn, user.as_user(), visit_id)
             site = await store.get_site(conn, visit.site_id)
             state = await place_store.visit_state(conn, visit_id) or {}
             state["referrals"] = await place_store.referrals_of_visit(conn, visit_id)
+            if viewed:
+                await audit.visit_viewed(conn, user.as_user(), visit.visit_id)
     except NotFound:
         raise not_found(*VISIT_NOT_FOUND) from None
     except ValueError:  # not a uuid
@@ -95,7 +99,7 @@ async def show_visit(request: Request, visit_id: str, user: AdviserUser) -> Resp
 @router.post("/visites/{visit_id}/resolu")
 async def solved(request: Request, visit_id: str, user: Writer, form: Form) -> Response:
     _adviser(user)
-    await _visit(request, user, visit_id)  # 404 for other sites' visits
+    await _visit(request, user, visit_id, viewed=False)  # 404 for other sites' visits
     try:
         async with transaction(request) as conn:
             await close_visit(conn, context(request), user.as_user(), visit_id, "solved_on_the_spot")
