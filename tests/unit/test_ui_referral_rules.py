@@ -9,12 +9,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from relais_kit import throttle
+from relais_kit import numbers, throttle
 from relais_referral.domain.catalogue import load_catalogue
 from relais_referral.domain.lifecycle import Status
 from relais_referral.entrypoints.ui.pages import WebUser
 from relais_referral.entrypoints.ui.referral_rules import actor_label, allowed_actions, check_reroute, refusal
-from relais_referral.service_layer import audit, live, numbers, stats
+from relais_referral.service_layer import audit, live, stats
 from relais_referral.service_layer.accounts import Account
 from relais_referral.service_layer.scope import EVERYTHING, NOTHING, Scope, scope_of
 from relais_referral.service_layer.search import Filters

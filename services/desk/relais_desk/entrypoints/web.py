@@ -25,7 +25,7 @@ from relais_desk.domain.cases import ACTION_LABELS, STATUS_LABELS, Action, Statu
 from relais_desk.service_layer import accounts
 from relais_desk.service_layer.actions import Expert, act
 from relais_desk.settings import DeskSettings
-from relais_kit import sessions, webui
+from relais_kit import numbers, sessions, webui
 from relais_kit.envelope import now
 from relais_kit.logs import log
 from relais_kit.runtime import Runtime
@@ -61,21 +61,6 @@ SITE_KINDS = {"fixed": "Espace France Services", "post_office": "Bureau de poste
               "mobile_permanence": "Permanence itinérante", "bus": "Bus France Services"}
 PAGE_SIZE = 50  # cases per inbox page
 LAST_PAGE = 10_000
-
-
-def page_number(text: str) -> int:
-    """`?page=`: ASCII digits only (`²` and `٣` are digits to `str.isdigit`, not to
-    `int`), bounded; anything else is page 1."""
-    if not (0 < len(text) <= 6 and text.isascii() and text.isdigit()):
-        return 1
-    return max(1, min(int(text), LAST_PAGE))
-
-
-def wait_in_words(seconds: int) -> str:
-    if seconds < 60:
-        return f"{seconds} seconde{'s' if seconds > 1 else ''}"
-    minutes = -(-seconds // 60)
-    return f"{minutes} minute{'s' if minutes > 1 else ''}"
 
 
 class Pages:
@@ -210,7 +195,7 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
             log.warning("sign_in_throttled", per=exc.what, retry_after_s=exc.retry_after_s)
             response = pages.render(request, "signin.html.j2", 429, values={"username": user_id}, errors={
                 "_form": "Trop de tentatives de connexion. Pour protéger les comptes, réessayez dans "
-                         f"{wait_in_words(exc.retry_after_s)}."})
+                         f"{numbers.fr_wait(exc.retry_after_s)}."})
             response.headers["Retry-After"] = str(exc.retry_after_s)
             return response
         expert = await accounts.authenticate(runtime.pool, user_id, password, production=settings.production)
@@ -256,7 +241,7 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
             return ready
         expert, runtime = ready
         wanted = Status(statut) if statut in Status.__members__.values() else None
-        number = page_number(page)
+        number = numbers.page(page, LAST_PAGE)
         async with runtime.pool.acquire() as conn:
             cases, total = await store.inbox(conn, runtime.vault, status=wanted, limit=PAGE_SIZE,
                                              offset=(number - 1) * PAGE_SIZE)

@@ -12,8 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from relais_kit import numbers
 from relais_kit.auth import User
-from relais_referral.service_layer import numbers
 from relais_referral.service_layer.scope import Scope
 
 ACTIONS = ("view", "refer", "provide_info", "cancel", "close", "reroute", "view_visit")

@@ -16,8 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from relais_kit import numbers
 from relais_kit.db import CONNECTION_LOST
-from relais_referral.service_layer import numbers
 
 POLL_S = 1.0
 HEARTBEAT_S = 15.0

@@ -8,8 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from relais_kit import numbers
 from relais_referral.domain.lifecycle import Status
-from relais_referral.service_layer import numbers
 from relais_referral.service_layer.scope import Scope
 
 PAGE_SIZE = 50

@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from relais_kit import numbers
 from relais_referral.domain.catalogue import Catalogue
 from relais_referral.domain.model import Citizen, PostalAddress
 from relais_referral.entrypoints.schemas import CitizenIn
-from relais_referral.service_layer import numbers
 
 _ONE_LINE = re.compile(r"^[^\x00-\x1f\x7f]*$")
 _FREE_TEXT = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from relais_kit import numbers
 from relais_kit.logs import log
 from relais_kit.throttle import TooManyAttempts
 from relais_kit.webui import local_path
@@ -87,11 +88,8 @@ async def signin(request: Request, form: Form) -> Response:
 
 
 def _too_many(exc: TooManyAttempts) -> str:
-    minutes = -(-exc.retry_after_s // 60)
-    wait = f"{minutes} minute{'s' if minutes > 1 else ''}" if exc.retry_after_s > 60 else \
-        f"{exc.retry_after_s} seconde{'s' if exc.retry_after_s > 1 else ''}"
     whose = "pour cet identifiant" if exc.what == "account" else "depuis ce poste"
-    return f"Trop de tentatives de connexion {whose}. Réessayez dans {wait}."
+    return f"Trop de tentatives de connexion {whose}. Réessayez dans {numbers.fr_wait(exc.retry_after_s)}."
 
 
 @router.post("/deconnexion")

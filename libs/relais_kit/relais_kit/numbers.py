@@ -16,3 +16,11 @@ def bounded(raw: str | None, low: int, high: int) -> int | None:
 def page(raw: str | None, last: int = 99_999) -> int:
     """A page number from a query: 1 unless `raw` is one of 1…`last`."""
     return bounded(raw, 1, last) or 1
+
+
+def fr_wait(seconds: int) -> str:
+    """How long to wait, in French: `42 secondes`, `5 minutes` (rounded up)."""
+    if seconds < 60:
+        return f"{seconds} seconde{'s' if seconds > 1 else ''}"
+    minutes = -(-seconds // 60)
+    return f"{minutes} minute{'s' if minutes > 1 else ''}"
