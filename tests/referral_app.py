@@ -119,3 +119,64 @@ async def served(app: Any) -> AsyncIterator[str]:
 
 async def truth(value: bool) -> bool:
     return value
+
+
+# --- the personal-data lifecycle (tests/integration/test_referral_data_at_rest.py, …privacy.py) ---
+
+OPERATOR_STAMPS = {"operator.acknowledged": "acknowledged_at", "operator.info_requested": "requested_at",
+                   "operator.rejected": "rejected_at", "operator.answered": "answered_at"}
+
+
+def citizen_visit(given_name: str, family_name: str, *, birth_date: str | None = None, email: str | None = None,
+                  phone: str | None = None, street: str | None = None, channel: str = "email") -> dict[str, Any]:
+    """A visit of a citizen of the test's own (unique names: found by them alone)."""
+    contact: dict[str, Any] = {"channel": channel}
+    contact.update({k: v for k, v in (("email", email), ("phone", phone)) if v})
+    if street:
+        contact["postal_address"] = {"street": street, "postcode": "47000", "city": "Agen"}
+    citizen: dict[str, Any] = {"given_name": given_name, "family_name": family_name, "contact": contact}
+    if birth_date:
+        citizen["birth_date"] = birth_date
+    return {"site_id": SITE["site_id"], "channel": "in_person", "citizen": citizen}
+
+
+async def open_visit(client: httpx.AsyncClient, visit: dict[str, Any]) -> str:
+    response = await client.post("/api/v1/visits", json=visit)
+    assert response.status_code == 201, response.text
+    return str(response.json()["visit_id"])
+
+
+async def refer_visit(client: httpx.AsyncClient, visit_id: str, **overrides: Any) -> str:
+    response = await client.post(f"/api/v1/visits/{visit_id}/referrals", json={**REFERRAL, **overrides})
+    assert response.status_code == 201, response.text
+    referral_id = str(response.json()["referral_id"])
+    await eventually(lambda: status_is(client, referral_id, "routed"), what="routed")
+    return referral_id
+
+
+async def operator_says(bootstrap: str, name: str, referral_id: str, operator: str = "caf", **data: Any) -> None:
+    """An operator's reply on its outbox, as its own consumer would produce it."""
+    await produce(bootstrap, f"operator.{operator}.outbox", name,
+                  {"referral_id": referral_id, OPERATOR_STAMPS[name]: "2026-11-20T10:00:00+01:00", **data},
+                  subject=referral_id, source=f"/operators/{operator}")
+
+
+async def privacy_command(client: httpx.AsyncClient, *argv: str) -> tuple[int, str]:
+    """`python -m relais_referral.privacy …` with the service's settings: its exit status
+    and what it printed."""
+    import io
+
+    from relais_referral import privacy
+
+    printed = io.StringIO()
+    code = await privacy.run(list(argv), settings=client.app.state.settings, out=printed)  # type: ignore[attr-defined]
+    return code, printed.getvalue()
+
+
+@asynccontextmanager
+async def signed_in(client: httpx.AsyncClient, user: str = "demo-adviser") -> AsyncIterator[httpx.AsyncClient]:
+    """A browser of the pages of the service `client` calls, signed in as `user`."""
+    async with browser(client.app) as web:  # type: ignore[attr-defined]
+        signed = await sign_in_pages(web, user)
+        assert signed.status_code == 303, signed.text
+        yield web

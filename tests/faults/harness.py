@@ -33,7 +33,10 @@ import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from deploy.local.launcher import TOPICS_FILE, LocalPlatform, log_tail
+from relais_kit.runtime import open_vault
+from relais_kit.settings import PlatformSettings
 from relais_kit.topics import load_topics
+from relais_referral.adapters.sealed import VISIT_CITIZEN
 
 SITE = "agen-leon-blum-poste"
 PROCEDURES = {"caf": "caf.prime-activite", "ants": "ants.carte-grise.changement-adresse",
@@ -224,14 +227,18 @@ class Observed:
 async def read_database(dsn: str, tag: str) -> Observed:
     conn = await asyncpg.connect(dsn, timeout=10)
     try:
+        # The citizen's contact is sealed at rest: opened with the platform's data keys.
+        vault = open_vault(PlatformSettings(), "referral")
         rows = await conn.fetch(
-            "SELECT r.referral_id::text AS id, r.status, v.citizen->>'email' AS email"
-            " FROM referral.referrals r JOIN referral.visits v USING (visit_id)"
-            " WHERE v.citizen->>'email' LIKE $1", f"{tag}.%")
+            "SELECT r.referral_id::text AS id, r.status, v.visit_id::text AS visit_id, v.citizen"
+            " FROM referral.referrals r JOIN referral.visits v USING (visit_id) WHERE v.citizen IS NOT NULL")
         referrals: dict[str, dict[str, Any]] = {}
         for row in rows:
-            _, item, attempt = row["email"].split("@")[0].rsplit(".", 2)
-            referrals[row["id"]] = {"email": row["email"], "status": row["status"],
+            email = json.loads(vault.open(row["citizen"], VISIT_CITIZEN.context(row["visit_id"]))).get("email")
+            if not email or not email.startswith(f"{tag}."):
+                continue
+            _, item, attempt = email.split("@")[0].rsplit(".", 2)
+            referrals[row["id"]] = {"email": email, "status": row["status"],
                                     "item": int(item), "attempt": int(attempt)}
         timelines: dict[str, Counter[str]] = defaultdict(Counter)
         for row in await conn.fetch(

@@ -16,9 +16,11 @@ from relais_kit.sessions import SESSIONS_MIGRATIONS
 from relais_kit.throttle import SignInThrottle
 from relais_kit.topics import load_topics
 from relais_kit.web import documentation, prepare_app
+from relais_referral.adapters.sealed import SEALED
 from relais_referral.domain.catalogue import load_catalogue
 from relais_referral.entrypoints import consumers, ui
 from relais_referral.entrypoints.api import router
+from relais_referral.service_layer import retention
 from relais_referral.service_layer.accounts import seed_demo_accounts, token_alive
 from relais_referral.service_layer.context import Context
 from relais_referral.service_layer.overdue import overdue_watch
@@ -36,10 +38,14 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         raise ValueError(f"RELAIS_OPERATOR_KEYS_DIR: the keys of {', '.join(demo)} are public demo keys "
                          "(wherever copied): production needs the operators' registered keys")
 
+    def context_of(runtime: Runtime) -> Context:
+        return Context(runtime.contract, load_catalogue(), keys, runtime.vault)
+
     async def start(app: FastAPI) -> Runtime:
-        runtime = await Runtime.start("referral", settings, [SESSIONS_MIGRATIONS, MIGRATIONS],
-                                      schema=settings.db_schema)
-        ctx = Context(runtime.contract, load_catalogue(), keys, runtime.vault)
+        runtime = await Runtime.start(
+            "referral", settings, [SESSIONS_MIGRATIONS, MIGRATIONS], schema=settings.db_schema, sealed=SEALED,
+            retention=lambda runtime: retention.steps(context_of(runtime), retention.periods_of(settings)))
+        ctx = context_of(runtime)
         app.state.context = ctx
         if not settings.production:
             async with runtime.pool.acquire() as conn:
@@ -48,7 +54,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         runtime.consume("relais-referral-operators", [f"operator.{o}.outbox" for o in operators],
                         consumers.operator_handlers(ctx))
         runtime.consume("relais-referral-notifications", ["notifications"],
-                        consumers.notification_handlers())
+                        consumers.notification_handlers(ctx))
         runtime.consume("relais-referral-sites", ["sites"], consumers.site_handlers(), from_beginning=True)
         runtime.supervise("overdue-watch", overdue_watch(runtime.pool, ctx, settings.overdue_check_s))
         return runtime

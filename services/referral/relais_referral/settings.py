@@ -31,6 +31,14 @@ class ReferralSettings(PlatformSettings):
                                           alias="RELAIS_SIGNIN_LIMIT_PER_ACCOUNT")
     signin_limit_per_address: str = Field(default=throttle.DEFAULT_PER_ADDRESS,
                                           alias="RELAIS_SIGNIN_LIMIT_PER_ADDRESS")
+    # The lifecycle of citizens' personal data (domain/retention.py), in days: kept after a
+    # referral is closed or cancelled; after a visit closed without a referral (solved on
+    # the spot, abandoned); for anything untouched that long, open or not.
+    retention_referral_days: int = Field(default=180, ge=1, alias="RELAIS_RETENTION_REFERRAL_DAYS")
+    retention_visit_days: int = Field(default=90, ge=1, alias="RELAIS_RETENTION_VISIT_DAYS")
+    retention_inactive_days: int = Field(default=730, ge=1, alias="RELAIS_RETENTION_INACTIVE_DAYS")
+    # The services that answer access and erasure requests on `privacy` (comma-separated).
+    privacy_services: str = Field(default="notifications", alias="RELAIS_PRIVACY_SERVICES")
 
     def model_post_init(self, context: object) -> None:
         super().model_post_init(context)
@@ -52,6 +60,10 @@ class ReferralSettings(PlatformSettings):
                                         and self.oidc_redirect_url.startswith("https://")):
                 raise ValueError("RELAIS_OIDC_ISSUER and RELAIS_OIDC_REDIRECT_URL must be https:// URLs "
                                  "when RELAIS_ENV=production")
+
+    @property
+    def privacy_answerers(self) -> list[str]:
+        return [name.strip() for name in self.privacy_services.split(",") if name.strip()]
 
     @property
     def oidc_enabled(self) -> bool:

@@ -9,8 +9,8 @@ from typing import Any
 
 from asyncpg import Connection as Conn
 
-from relais_referral.adapters.store import _citizen
-from relais_referral.domain.model import Visit
+from relais_kit.vault import Vault
+from relais_referral.adapters.store import visit_of
 
 
 async def set_schedule(conn: Conn, site_id: str, schedule: list[dict[str, Any]]) -> None:
@@ -27,12 +27,8 @@ async def home_and_permanences(conn: Conn, home_id: str) -> list[dict[str, Any]]
     return [{**dict(r), "schedule": json.loads(r["schedule"])} for r in rows]
 
 
-def _visit(row: Any) -> Visit:
-    return Visit(str(row["visit_id"]), row["site_id"], row["adviser_id"], row["channel"],
-                 _citizen(row["citizen"]), row["opened_at"])
-
-
-async def visits_between(conn: Conn, sites: list[str] | None, start: datetime, end: datetime) -> list[dict[str, Any]]:
+async def visits_between(conn: Conn, vault: Vault, sites: list[str] | None, start: datetime,
+                         end: datetime) -> list[dict[str, Any]]:
     """Visits opened in [start, end) at `sites` (None: every site), newest first, with
     their resolution and how many referrals they led to."""
     rows = await conn.fetch(
@@ -41,7 +37,7 @@ async def visits_between(conn: Conn, sites: list[str] | None, start: datetime, e
         " FROM visits v LEFT JOIN known_sites s ON s.site_id = v.site_id"
         " WHERE v.opened_at >= $1 AND v.opened_at < $2 AND ($3::text[] IS NULL OR v.site_id = ANY($3::text[]))"
         " ORDER BY v.opened_at DESC LIMIT 200", start, end, sites)
-    return [{"visit": _visit(r), "site_name": r["site_name"], "resolution": r["resolution"],
+    return [{"visit": visit_of(r, vault), "site_name": r["site_name"], "resolution": r["resolution"],
              "closed_at": r["closed_at"], "referrals": r["referrals"]} for r in rows]
 
 

@@ -1,4 +1,6 @@
-"""PostgreSQL reads and writes of the referral service; callers own the transaction."""
+"""PostgreSQL reads and writes of the referral service; callers own the transaction.
+The citizen's data (identity and contact, summaries, timeline details) is sealed with
+the vault on the way in and opened on the way out: nothing else reads those columns."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from typing import Any
 import asyncpg
 from asyncpg import Connection as Conn
 
+from relais_kit.vault import Vault
+from relais_referral.adapters.sealed import REFERRAL_SUMMARY, TIMELINE_DETAIL, VISIT_CITIZEN
+from relais_referral.domain import identity
 from relais_referral.domain.lifecycle import Status
 from relais_referral.domain.model import Citizen, PostalAddress, Referral, Site, Visit
 
@@ -30,47 +35,65 @@ def _citizen(raw: str) -> Citizen:
     return Citizen(**data)
 
 
-async def add_visit(conn: Conn, visit: Visit) -> None:
+def _lookup_indexes(vault: Vault, citizen: Citizen) -> tuple[str, list[str] | None]:
+    keys = identity.lookup_keys(citizen)
+    contacts = [vault.blind_index(kind, text) for kind, text in keys.contacts]
+    return vault.blind_index(*keys.identity), contacts or None
+
+
+async def add_visit(conn: Conn, vault: Vault, visit: Visit) -> None:
+    assert visit.citizen is not None
+    identity_index, contact_index = _lookup_indexes(vault, visit.citizen)
     await conn.execute(
-        "INSERT INTO visits (visit_id, site_id, adviser_id, channel, citizen, opened_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO visits (visit_id, site_id, adviser_id, channel, citizen, opened_at, identity_index,"
+        " contact_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         visit.visit_id, visit.site_id, visit.adviser_id, visit.channel,
-        _citizen_json(visit.citizen), visit.opened_at)
+        vault.seal(_citizen_json(visit.citizen), VISIT_CITIZEN.context(visit.visit_id)), visit.opened_at,
+        identity_index, contact_index)
 
 
-async def get_visit(conn: Conn, visit_id: str) -> Visit | None:
+def visit_of(row: asyncpg.Record, vault: Vault) -> Visit:
+    """A `visits` row (`SELECT *`) as a Visit, its citizen opened (None once erased)."""
+    visit_id = str(row["visit_id"])
+    citizen = vault.open_optional(row["citizen"], VISIT_CITIZEN.context(visit_id))
+    return Visit(visit_id, row["site_id"], row["adviser_id"], row["channel"],
+                 _citizen(citizen) if citizen is not None else None, row["opened_at"], row["anonymised_at"])
+
+
+async def get_visit(conn: Conn, vault: Vault, visit_id: str) -> Visit | None:
     row = await conn.fetchrow("SELECT * FROM visits WHERE visit_id = $1", visit_id)
-    if row is None:
-        return None
-    return Visit(str(row["visit_id"]), row["site_id"], row["adviser_id"], row["channel"],
-                 _citizen(row["citizen"]), row["opened_at"])
+    return visit_of(row, vault) if row else None
 
 
-def _referral(row: asyncpg.Record) -> Referral:
+def referral_of(row: asyncpg.Record, vault: Vault) -> Referral:
+    """A `referrals` row (`SELECT *`) as a Referral, its summary opened (None once erased)."""
+    referral_id = str(row["referral_id"])
     return Referral(
-        referral_id=str(row["referral_id"]), visit_id=str(row["visit_id"]),
+        referral_id=referral_id, visit_id=str(row["visit_id"]),
         operator=row["operator"], procedure=row["procedure"], site_id=row["site_id"],
-        adviser_id=row["adviser_id"], summary=row["summary"],
+        adviser_id=row["adviser_id"],
+        summary=vault.open_optional(row["summary"], REFERRAL_SUMMARY.context(referral_id)),
         consent_given_at=row["consent_given_at"], requested_at=row["requested_at"],
         status=Status(row["status"]), due_at=row["due_at"],
         supersedes_referral_id=str(row["supersedes_referral_id"]) if row["supersedes_referral_id"] else None,
-        overdue_at=row["overdue_at"],
+        overdue_at=row["overdue_at"], anonymised_at=row["anonymised_at"],
     )
 
 
-async def add_referral(conn: Conn, r: Referral) -> None:
+async def add_referral(conn: Conn, vault: Vault, r: Referral) -> None:
     await conn.execute(
         "INSERT INTO referrals (referral_id, visit_id, operator, procedure, site_id, adviser_id,"
         " summary, consent_given_at, requested_at, status, due_at, supersedes_referral_id)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        r.referral_id, r.visit_id, r.operator, r.procedure, r.site_id, r.adviser_id, r.summary,
+        r.referral_id, r.visit_id, r.operator, r.procedure, r.site_id, r.adviser_id,
+        vault.seal_optional(r.summary, REFERRAL_SUMMARY.context(r.referral_id)),
         r.consent_given_at, r.requested_at, r.status.value, r.due_at, r.supersedes_referral_id)
 
 
-async def get_referral(conn: Conn, referral_id: str, *, for_update: bool = False) -> Referral | None:
+async def get_referral(conn: Conn, vault: Vault, referral_id: str, *, for_update: bool = False) -> Referral | None:
     lock = " FOR UPDATE" if for_update else ""
     row = await conn.fetchrow(f"SELECT * FROM referrals WHERE referral_id = $1{lock}", referral_id)
-    return _referral(row) if row else None
+    return referral_of(row, vault) if row else None
 
 
 async def save_status(conn: Conn, r: Referral) -> None:
@@ -85,34 +108,43 @@ async def close(conn: Conn, r: Referral, outcome: str) -> None:
         r.referral_id, r.status.value, outcome)
 
 
-async def claim_overdue(conn: Conn, at: datetime, limit: int) -> list[Referral]:
+async def claim_overdue(conn: Conn, vault: Vault, at: datetime, limit: int) -> list[Referral]:
     """Referrals past their due time without an answer, not yet flagged; locked until
     the caller's transaction ends, skipped by any other instance meanwhile."""
     rows = await conn.fetch(
         "SELECT * FROM referrals WHERE overdue_at IS NULL AND due_at < $1"
         " AND status IN ('routed', 'acknowledged', 'info_requested')"
         " ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED", at, limit)
-    return [_referral(r) for r in rows]
+    return [referral_of(r, vault) for r in rows]
 
 
 async def flag_overdue(conn: Conn, referral_id: str, at: datetime) -> None:
     await conn.execute("UPDATE referrals SET overdue_at = $2 WHERE referral_id = $1", referral_id, at)
 
 
-async def add_to_timeline(conn: Conn, referral_id: str, event: str, status: Status | None,
+async def add_to_timeline(conn: Conn, vault: Vault, referral_id: str, event: str, status: Status | None,
                           actor: str, at: datetime, detail: dict[str, Any] | None = None) -> None:
+    # The entry's number first: its detail is sealed for that row alone.
+    entry = await conn.fetchval("SELECT nextval(pg_get_serial_sequence('referral_timeline', 'id'))")
     await conn.execute(
-        "INSERT INTO referral_timeline (referral_id, event, status, actor, at, detail)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
-        referral_id, event, status.value if status else None, actor, at,
-        json.dumps(detail or {}, ensure_ascii=False))
+        "INSERT INTO referral_timeline (id, referral_id, event, status, actor, at, detail)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        entry, referral_id, event, status.value if status else None, actor, at,
+        vault.seal_json(detail or {}, TIMELINE_DETAIL.context(entry)))
 
 
-async def timeline(conn: Conn, referral_id: str) -> list[dict[str, Any]]:
+def detail_of(row: asyncpg.Record, vault: Vault) -> dict[str, Any]:
+    """A timeline row's detail (its `id` and `detail` columns), opened."""
+    opened = vault.open_json(row["detail"], TIMELINE_DETAIL.context(row["id"]))
+    return dict(opened) if isinstance(opened, dict) else {}
+
+
+async def timeline(conn: Conn, vault: Vault, referral_id: str) -> list[dict[str, Any]]:
+    """The referral's timeline in order: id, event, status, actor, at, detail."""
     rows = await conn.fetch(
-        "SELECT event, status, actor, at, detail FROM referral_timeline"
+        "SELECT id, event, status, actor, at, detail FROM referral_timeline"
         " WHERE referral_id = $1 ORDER BY id", referral_id)
-    return [{**dict(r), "detail": json.loads(r["detail"])} for r in rows]
+    return [{**dict(r), "detail": detail_of(r, vault)} for r in rows]
 
 
 def _site(row: asyncpg.Record) -> Site:

@@ -81,9 +81,15 @@ def citizen_for(citizen: Citizen, procedure: Procedure) -> dict[str, Any]:
     return {k: v for k, v in available.items() if k in procedure.citizen_fields and v is not None}
 
 
-def recipient(citizen: Citizen) -> dict[str, Any]:
+# Whom an answer is for once the citizen's data was erased: nobody to notify.
+ERASED_RECIPIENT = {"display_name": "Madame, Monsieur", "channel": "none"}
+
+
+def recipient(citizen: Citizen | None) -> dict[str, Any]:
     """How the notifications service reaches the citizen: their channel and that
     channel's address only."""
+    if citizen is None:
+        return dict(ERASED_RECIPIENT)
     data: dict[str, Any] = {"display_name": citizen.display_name, "channel": citizen.contact_channel}
     if citizen.contact_channel == "email":
         data["email"] = citizen.email

@@ -47,29 +47,35 @@ class Site:
 
 @dataclass(frozen=True)
 class Visit:
+    """`citizen` is None once the visit's personal data was erased (`anonymised_at`)."""
+
     visit_id: str
     site_id: str
     adviser_id: str
     channel: str
-    citizen: Citizen
+    citizen: Citizen | None
     opened_at: datetime
+    anonymised_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class Referral:
+    """`summary` is None once the referral's personal data was erased (`anonymised_at`)."""
+
     referral_id: str
     visit_id: str
     operator: str
     procedure: str
     site_id: str
     adviser_id: str
-    summary: str
+    summary: str | None
     consent_given_at: datetime
     requested_at: datetime
     status: Status = Status.REQUESTED
     due_at: datetime | None = None
     supersedes_referral_id: str | None = None
     overdue_at: datetime | None = None
+    anonymised_at: datetime | None = None
 
     def move(self, move: Move, actor: Actor) -> Referral:
         return replace(self, status=next_status(self.status, move, actor))

@@ -124,10 +124,10 @@ async def refer(request: Request, visit_id: UUID, body: ReferralIn, user: Advise
             summary="A referral's status and the timeline of its transitions")
 async def get_referral(request: Request, referral_id: UUID, user: Adviser) -> ReferralOut:
     async with _pool(request).acquire() as conn:
-        referral = await store.get_referral(conn, str(referral_id))
+        referral = await store.get_referral(conn, _context(request).vault, str(referral_id))
         if referral is None or not await scope.may_see(conn, user, referral.site_id):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"referral {referral_id} not found")
-        entries = await store.timeline(conn, str(referral_id))
+        entries = await store.timeline(conn, _context(request).vault, str(referral_id))
         await audit.record(conn, user, referral.referral_id, "view")
     return ReferralOut(
         referral_id=UUID(referral.referral_id), visit_id=UUID(referral.visit_id),

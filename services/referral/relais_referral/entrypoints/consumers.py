@@ -34,9 +34,9 @@ def operator_handlers(ctx: Context) -> Mapping[str, Handler]:
     return {event_type(name): on_reply for name in referrals.OPERATOR_MOVES}
 
 
-def notification_handlers() -> Mapping[str, Handler]:
+def notification_handlers(ctx: Context) -> Mapping[str, Handler]:
     async def on_notification(d: Delivery, conn: asyncpg.Connection) -> None:
-        await referrals.note_notification(conn, d.event)
+        await referrals.note_notification(conn, ctx, d.event)
 
     return {event_type("notification.sent"): on_notification,
             event_type("notification.failed"): on_notification}

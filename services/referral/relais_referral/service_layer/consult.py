@@ -5,7 +5,6 @@ is audited; refreshing its timeline is not (it follows a view)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +12,7 @@ import asyncpg
 import structlog
 
 from relais_kit.auth import User
+from relais_kit.vault import Vault
 from relais_referral.adapters import store
 from relais_referral.domain.model import Referral, Site, Visit
 from relais_referral.service_layer import audit, scope
@@ -31,15 +31,13 @@ class ReferralView:
     outcome: str | None
 
 
-async def consult(conn: asyncpg.Connection, user: User, referral_id: str, *, view: bool = True) -> ReferralView:
-    referral = await store.get_referral(conn, referral_id)
+async def consult(conn: asyncpg.Connection, vault: Vault, user: User, referral_id: str, *,
+                  view: bool = True) -> ReferralView:
+    referral = await store.get_referral(conn, vault, referral_id)
     if referral is None or not await scope.may_see(conn, user, referral.site_id):
         raise NotFound(f"referral {referral_id} not found")
     structlog.contextvars.bind_contextvars(referral_id=referral_id)
-    rows = await conn.fetch(
-        "SELECT id, event, status, actor, at, detail FROM referral_timeline WHERE referral_id = $1 ORDER BY id",
-        referral_id)
-    timeline = [{**dict(r), "detail": _json(r["detail"])} for r in rows]
+    timeline = await store.timeline(conn, vault, referral_id)
     advisers = sorted({e["actor"].split(":", 1)[1] for e in timeline if e["actor"].startswith("adviser:")})
     names = {f"adviser:{r['user_id']}": r["display_name"] for r in await conn.fetch(
         "SELECT user_id, display_name FROM accounts WHERE user_id = ANY($1::text[])", advisers)}
@@ -49,10 +47,6 @@ async def consult(conn: asyncpg.Connection, user: User, referral_id: str, *, vie
     if view:
         await audit.record(conn, user, referral_id, "view")
     return ReferralView(referral, await store.get_site(conn, referral.site_id),
-                        await store.get_visit(conn, referral.visit_id) if user.role == "adviser" else None,
+                        await store.get_visit(conn, vault, referral.visit_id) if user.role == "adviser" else None,
                         timeline, names, timeline[-1]["id"] if timeline else 0,
                         extra["replaced_by"], extra["outcome"])
-
-
-def _json(raw: Any) -> dict[str, Any]:
-    return json.loads(raw) if isinstance(raw, str) else dict(raw or {})

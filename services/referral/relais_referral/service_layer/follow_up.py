@@ -13,17 +13,18 @@ import structlog
 from relais_kit import access
 from relais_kit.auth import User
 from relais_kit.envelope import now
+from relais_kit.vault import Vault
 from relais_referral.adapters import store
 from relais_referral.domain import events
 from relais_referral.domain.lifecycle import Actor, ForbiddenTransition, Move, Status
 from relais_referral.domain.model import Referral
 from relais_referral.service_layer import audit, referrals
 from relais_referral.service_layer.context import Context, inbox_topic
-from relais_referral.service_layer.errors import Conflict, NotFound
+from relais_referral.service_layer.errors import Conflict, InvalidField, NotFound
 
 
-async def _own_referral(conn: asyncpg.Connection, user: User, referral_id: str) -> Referral:
-    referral = await store.get_referral(conn, referral_id, for_update=True)
+async def _own_referral(conn: asyncpg.Connection, vault: Vault, user: User, referral_id: str) -> Referral:
+    referral = await store.get_referral(conn, vault, referral_id, for_update=True)
     if referral is None:
         raise NotFound(f"referral {referral_id} not found")
     structlog.contextvars.bind_contextvars(referral_id=referral_id)
@@ -44,13 +45,13 @@ def _moved(referral: Referral, move: Move) -> Referral:
 async def _record(conn: asyncpg.Connection, ctx: Context, user: User, referral: Referral, move: Move,
                   at: datetime, detail: dict[str, object] | None = None) -> None:
     await store.save_status(conn, referral)
-    await store.add_to_timeline(conn, referral.referral_id, move.value, referral.status,
+    await store.add_to_timeline(conn, ctx.vault, referral.referral_id, move.value, referral.status,
                                 f"adviser:{user.user_id}", at, detail)
 
 
 async def provide_info(conn: asyncpg.Connection, ctx: Context, user: User, referral_id: str,
                        message: str) -> Referral:
-    referral = _moved(await _own_referral(conn, user, referral_id), Move.PROVIDE_INFO)
+    referral = _moved(await _own_referral(conn, ctx.vault, user, referral_id), Move.PROVIDE_INFO)
     at = now()
     await _record(conn, ctx, user, referral, Move.PROVIDE_INFO, at)
     await audit.record(conn, user, referral_id, "provide_info")
@@ -64,7 +65,7 @@ async def provide_info(conn: asyncpg.Connection, ctx: Context, user: User, refer
 
 async def cancel(conn: asyncpg.Connection, ctx: Context, user: User, referral_id: str,
                  reason: str | None) -> Referral:
-    before = await _own_referral(conn, user, referral_id)
+    before = await _own_referral(conn, ctx.vault, user, referral_id)
     referral = _moved(before, Move.CANCEL)
     at = now()
     await _record(conn, ctx, user, referral, Move.CANCEL, at, {"reason": reason} if reason else None)
@@ -79,7 +80,7 @@ async def cancel(conn: asyncpg.Connection, ctx: Context, user: User, referral_id
 
 async def close(conn: asyncpg.Connection, ctx: Context, user: User, referral_id: str,
                 outcome: str) -> Referral:
-    referral = _moved(await _own_referral(conn, user, referral_id), Move.CLOSE)
+    referral = _moved(await _own_referral(conn, ctx.vault, user, referral_id), Move.CLOSE)
     await audit.record(conn, user, referral_id, "close")
     return await _close(conn, ctx, user, referral, outcome)
 
@@ -88,7 +89,7 @@ async def _close(conn: asyncpg.Connection, ctx: Context, user: User, referral: R
                  outcome: str) -> Referral:
     at = now()
     await store.close(conn, referral, outcome)
-    await store.add_to_timeline(conn, referral.referral_id, Move.CLOSE.value, referral.status,
+    await store.add_to_timeline(conn, ctx.vault, referral.referral_id, Move.CLOSE.value, referral.status,
                                 f"adviser:{user.user_id}", at, {"outcome": outcome})
     await ctx.publish(conn, "referrals", "referral.closed", referral.referral_id,
                       events.lifecycle(referral, at, outcome=outcome))
@@ -99,14 +100,16 @@ async def reroute(conn: asyncpg.Connection, ctx: Context, user: User, referral_i
                   procedure: str, summary: str | None, consent_given_at: datetime) -> Referral:
     """A rejected referral goes to another operator: a new referral linked to the old
     one, which is closed as `rerouted`."""
-    old = await _own_referral(conn, user, referral_id)
+    old = await _own_referral(conn, ctx.vault, user, referral_id)
     if old.status is not Status.REJECTED:
         raise Conflict(f"only a rejected referral can be re-routed; current status is {old.status.value}",
                        old.status.value)
     closed = _moved(old, Move.CLOSE)
+    summary = summary or old.summary
+    if summary is None:
+        raise InvalidField("summary", "the rejected referral's summary was erased: write the request again")
     new = await referrals.request_referral(conn, ctx, user, old.visit_id, operator, procedure,
-                                           summary or old.summary, consent_given_at,
-                                           supersedes=old.referral_id)
+                                           summary, consent_given_at, supersedes=old.referral_id)
     await _close(conn, ctx, user, closed, "rerouted")
     await audit.record(conn, user, referral_id, "reroute")
     structlog.contextvars.bind_contextvars(referral_id=new.referral_id)

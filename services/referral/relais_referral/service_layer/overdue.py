@@ -19,12 +19,12 @@ from relais_referral.service_layer.context import Context, inbox_topic
 async def flag_overdue(conn: asyncpg.Connection, ctx: Context, limit: int = 200) -> int:
     """Flags the referrals now overdue; returns how many. Caller owns the transaction."""
     at = now()
-    found = await store.claim_overdue(conn, at, limit)
+    found = await store.claim_overdue(conn, ctx.vault, at, limit)
     for referral in found:
         structlog.contextvars.bind_contextvars(referral_id=referral.referral_id)
         assert referral.due_at is not None
         await store.flag_overdue(conn, referral.referral_id, at)
-        await store.add_to_timeline(conn, referral.referral_id, "overdue", None, "platform", at,
+        await store.add_to_timeline(conn, ctx.vault, referral.referral_id, "overdue", None, "platform", at,
                                     {"due_at": referral.due_at.isoformat()})
         await ctx.publish(conn, "referrals", "referral.overdue", referral.referral_id,
                           events.lifecycle(referral, at, due_at=referral.due_at.isoformat()))

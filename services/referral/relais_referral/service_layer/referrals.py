@@ -15,7 +15,7 @@ from relais_kit.auth import User
 from relais_kit.consumer import Refused
 from relais_kit.envelope import CloudEvent, now
 from relais_referral.adapters import store
-from relais_referral.domain import events
+from relais_referral.domain import events, retention
 from relais_referral.domain.deadlines import due_at
 from relais_referral.domain.lifecycle import Actor, ForbiddenTransition, Move, Status
 from relais_referral.domain.model import Referral
@@ -28,7 +28,7 @@ from relais_referral.service_layer.visits import may_work_at
 async def request_referral(conn: asyncpg.Connection, ctx: Context, user: User, visit_id: str,
                            operator: str, procedure: str, summary: str,
                            consent_given_at: datetime, supersedes: str | None = None) -> Referral:
-    visit = await store.get_visit(conn, visit_id)
+    visit = await store.get_visit(conn, ctx.vault, visit_id)
     if visit is None:
         raise NotFound(f"visit {visit_id} not found")
     site = await store.get_site(conn, visit.site_id)
@@ -41,13 +41,15 @@ async def request_referral(conn: asyncpg.Connection, ctx: Context, user: User, v
         raise InvalidField("procedure", f"{procedure!r} is not a procedure of {operator}")
     if operator not in site.operators:
         raise InvalidField("operator", f"{operator} is not served at site {visit.site_id}")
+    if visit.citizen is None:
+        raise InvalidField("visit_id", f"the personal data of visit {visit_id} was erased: open a new visit")
     referral = Referral(
         referral_id=str(uuid.uuid4()), visit_id=visit_id, operator=operator, procedure=procedure,
         site_id=visit.site_id, adviser_id=user.user_id, summary=summary,
         consent_given_at=consent_given_at, requested_at=now(), supersedes_referral_id=supersedes)
     structlog.contextvars.bind_contextvars(referral_id=referral.referral_id)
-    await store.add_referral(conn, referral)
-    await store.add_to_timeline(conn, referral.referral_id, "requested", referral.status,
+    await store.add_referral(conn, ctx.vault, referral)
+    await store.add_to_timeline(conn, ctx.vault, referral.referral_id, "requested", referral.status,
                                 f"adviser:{user.user_id}", referral.requested_at)
     await ctx.publish(conn, "referrals", "referral.requested", referral.referral_id,
                       events.requested(referral))
@@ -58,16 +60,18 @@ async def request_referral(conn: asyncpg.Connection, ctx: Context, user: User, v
 async def route(conn: asyncpg.Connection, ctx: Context, referral_id: str) -> None:
     """`referral.requested` → the operator's inbox (with what the operator needs) and
     `referral.routed` on the lifecycle log, with its answer deadline."""
-    referral = await _referral_for_update(conn, referral_id)
+    referral = await _referral_for_update(conn, ctx, referral_id)
     if referral.status is not Status.REQUESTED:
         structlog.get_logger().info("already_routed", status=referral.status.value)
         return
     operator = ctx.catalogue.operator(referral.operator)
     procedure = ctx.catalogue.procedure(referral.operator, referral.procedure)
-    visit = await store.get_visit(conn, referral.visit_id)
+    visit = await store.get_visit(conn, ctx.vault, referral.visit_id)
     site = await store.get_site(conn, referral.site_id)
     if operator is None or procedure is None or visit is None:
         raise Refused("unknown_referral", f"referral {referral_id} names an unknown operator or procedure")
+    if visit.citizen is None or referral.summary is None:
+        raise Refused("unknown_referral", f"the personal data of referral {referral_id} was erased")
     if site is None:
         raise Refused("unknown_site", f"site {referral.site_id} is not known")
     at = now()
@@ -76,7 +80,7 @@ async def route(conn: asyncpg.Connection, ctx: Context, referral_id: str) -> Non
     account = await store.get_account(conn, referral.adviser_id)
     adviser_name = account["display_name"] if account else referral.adviser_id
     await store.save_status(conn, referral)
-    await store.add_to_timeline(conn, referral_id, "routed", referral.status, "platform", at,
+    await store.add_to_timeline(conn, ctx.vault, referral_id, "routed", referral.status, "platform", at,
                                 {"due_at": referral.due_at.isoformat() if referral.due_at else None})
     inbox = inbox_topic(referral.operator)
     sealed = ctx.seal("referral.routed", referral.operator,
@@ -103,7 +107,7 @@ async def apply_operator_event(conn: asyncpg.Connection, ctx: Context, operator:
     move, fields = OPERATOR_MOVES[event.name]
     referral_id = event.data["referral_id"]
     structlog.contextvars.bind_contextvars(referral_id=referral_id)
-    referral = await _referral_for_update(conn, referral_id)
+    referral = await _referral_for_update(conn, ctx, referral_id)
     if referral.operator != operator:
         raise Refused("not_routed_to_operator",
                       f"referral {referral_id} was not routed to {operator}")
@@ -113,28 +117,31 @@ async def apply_operator_event(conn: asyncpg.Connection, ctx: Context, operator:
     if extra.get("appointment"):
         # Operators' objects are open; ours are closed: keep what our contract names.
         extra["appointment"] = {k: extra["appointment"][k] for k in ("at", "place")}
+    detail = {k: v for k, v in extra.items() if v is not None}
     await store.save_status(conn, referral)
-    await store.add_to_timeline(conn, referral_id, move.value, referral.status, f"operator:{operator}",
-                                at, {k: v for k, v in extra.items() if v is not None})
+    await store.add_to_timeline(conn, ctx.vault, referral_id, move.value, referral.status, f"operator:{operator}",
+                                at, retention.stripped(detail) if referral.anonymised_at else detail)
     if move is Move.ANSWER:
-        visit = await store.get_visit(conn, referral.visit_id)
+        visit = await store.get_visit(conn, ctx.vault, referral.visit_id)
         assert visit is not None
         extra["recipient"] = events.recipient(visit.citizen)
     await ctx.publish(conn, "referrals", f"referral.{move.value}", referral_id,
                       events.lifecycle(referral, at, **extra))
 
 
-async def note_notification(conn: asyncpg.Connection, event: CloudEvent) -> None:
+async def note_notification(conn: asyncpg.Connection, ctx: Context, event: CloudEvent) -> None:
     """The citizen was told (or could not be): a fact on the timeline, not a move."""
     referral_id = event.data["referral_id"]
-    if await store.get_referral(conn, referral_id) is None:
+    referral = await store.get_referral(conn, ctx.vault, referral_id)
+    if referral is None:
         raise Refused("unknown_referral", f"referral {referral_id} is not known here")
     detail = {k: event.data.get(k) for k in ("channel", "recipient", "reason") if event.data.get(k)}
-    await store.add_to_timeline(conn, referral_id, event.name, None, "notifications", event.time, detail)
+    await store.add_to_timeline(conn, ctx.vault, referral_id, event.name, None, "notifications", event.time,
+                                retention.stripped(detail) if referral.anonymised_at else detail)
 
 
-async def _referral_for_update(conn: asyncpg.Connection, referral_id: str) -> Referral:
-    referral = await store.get_referral(conn, referral_id, for_update=True)
+async def _referral_for_update(conn: asyncpg.Connection, ctx: Context, referral_id: str) -> Referral:
+    referral = await store.get_referral(conn, ctx.vault, referral_id, for_update=True)
     if referral is None:
         raise Refused("unknown_referral", f"referral {referral_id} is not known")
     return referral

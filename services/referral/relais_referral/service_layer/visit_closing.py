@@ -6,6 +6,7 @@ import asyncpg
 
 from relais_kit.auth import User
 from relais_kit.envelope import now
+from relais_kit.vault import Vault
 from relais_referral.adapters import places, store
 from relais_referral.domain.model import Visit
 from relais_referral.service_layer.context import Context
@@ -15,10 +16,10 @@ from relais_referral.service_layer.visits import may_work_at
 RESOLUTIONS = ("solved_on_the_spot", "referred", "abandoned")
 
 
-async def own_visit(conn: asyncpg.Connection, user: User, visit_id: str) -> Visit:
+async def own_visit(conn: asyncpg.Connection, vault: Vault, user: User, visit_id: str) -> Visit:
     """The visit, if `user` is an adviser of its site (or of its parent); other sites'
     visits are not found."""
-    visit = await store.get_visit(conn, visit_id)
+    visit = await store.get_visit(conn, vault, visit_id)
     site = await store.get_site(conn, visit.site_id) if visit else None
     if visit is None or site is None or user.role != "adviser" or not may_work_at(user, site):
         raise NotFound(f"visit {visit_id} not found")
@@ -29,7 +30,7 @@ async def close_visit(conn: asyncpg.Connection, ctx: Context, user: User, visit_
                       resolution: str) -> Visit:
     if resolution not in RESOLUTIONS:
         raise ValueError(f"unknown resolution {resolution!r}")
-    visit = await own_visit(conn, user, visit_id)
+    visit = await own_visit(conn, ctx.vault, user, visit_id)
     at = now()
     if not await places.close_visit(conn, visit_id, resolution, at):
         state = await places.visit_state(conn, visit_id)

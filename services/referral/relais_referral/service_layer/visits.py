@@ -29,6 +29,6 @@ async def open_visit(conn: asyncpg.Connection, ctx: Context, user: User, site_id
     if user.role != "adviser" or not may_work_at(user, site):
         raise NotAllowed(f"{user.user_id} does not work at {site_id}")
     visit = Visit(str(uuid.uuid4()), site_id, user.user_id, channel, citizen, now())
-    await store.add_visit(conn, visit)
+    await store.add_visit(conn, ctx.vault, visit)
     await ctx.publish(conn, "visits", "visit.opened", visit.visit_id, events.visit_opened(visit))
     return visit

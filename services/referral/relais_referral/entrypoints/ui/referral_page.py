@@ -16,6 +16,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from relais_kit.envelope import now
 from relais_kit.logs import log
+from relais_kit.vault import Vault
 from relais_kit.webui import PageProblem
 from relais_referral.domain.model import Referral
 from relais_referral.entrypoints.ui.pages import (
@@ -61,9 +62,9 @@ def _id(raw: str) -> str:
         raise not_found("Demande introuvable", "Cette référence de demande n'existe pas.") from None
 
 
-async def _view(conn: Any, user: WebUser, referral_id: str, *, view: bool = True) -> ReferralView:
+async def _view(conn: Any, vault: Vault, user: WebUser, referral_id: str, *, view: bool = True) -> ReferralView:
     try:
-        return await consult(conn, user.as_user(), referral_id, view=view)
+        return await consult(conn, vault, user.as_user(), referral_id, view=view)
     except NotFound:
         raise not_found("Demande introuvable", "Aucune demande de votre périmètre ne porte cette référence.") from None
 
@@ -77,7 +78,7 @@ def _page(request: Request, user: WebUser, view: ReferralView, status_code: int 
     site_operators = sorted(view.site.operators) if view.site else [referral.operator]
     suggested = next((e["detail"].get("suggested_operator") for e in reversed(view.timeline)
                       if e["event"] == "rejected"), None)
-    reroute_values = {"operator": suggested or "", "summary": referral.summary}
+    reroute_values = {"operator": suggested or "", "summary": referral.summary or ""}
     return render(
         request, template, status_code, nav="demandes", v=view, r=referral, status=referral.status.value,
         actions=allowed_actions(user.role, referral.status), action=action, errors=errors or {},
@@ -108,7 +109,7 @@ def _procedure_label(ctx: Context, referral: Referral) -> str:
 async def show(request: Request, referral_id: str, user: Viewer, fait: str = "") -> Response:
     rid = _id(referral_id)
     async with transaction(request) as conn:
-        view = await _view(conn, user, rid)
+        view = await _view(conn, context(request).vault, user, rid)
     log.info("referral_page_viewed", status=view.referral.status.value)
     return _page(request, user, view, done=DONE.get(fait))
 
@@ -118,7 +119,7 @@ async def fragment(request: Request, referral_id: str, user: Viewer) -> Response
     """The live parts of the page (status badge, timeline, actions), for live.js."""
     rid = _id(referral_id)
     async with connection(request) as conn:
-        view = await _view(conn, user, rid, view=False)
+        view = await _view(conn, context(request).vault, user, rid, view=False)
     return _page(request, user, view, template="ui/referral_live.html.j2")
 
 
@@ -167,7 +168,7 @@ async def _again(request: Request, user: WebUser, rid: str, slug: str, status_co
                  errors: Mapping[str, str] | None = None, values: Mapping[str, str] | None = None,
                  refused: str | None = None) -> Response:
     async with transaction(request) as conn:
-        view = await _view(conn, user, rid)
+        view = await _view(conn, context(request).vault, user, rid)
     return _page(request, user, view, status_code, action=slug, errors=errors, values=values, refused=refused)
 
 

@@ -19,6 +19,7 @@ from relais_referral.entrypoints.ui.pages import (
     Viewer,
     WebUser,
     connection,
+    context,
     invalid,
     pages,
     redirect,
@@ -44,7 +45,7 @@ async def today(request: Request, user: Viewer) -> Response:
         permanence = user.place if user.is_adviser and user.place != user.site_id else None
         # At a permanence today (still one of theirs): its visits.
         visit_sites = [permanence] if permanence and sites is not None and permanence in sites else sites
-        visits = await place_store.visits_between(conn, visit_sites, start, end)
+        visits = await place_store.visits_between(conn, context(request).vault, visit_sites, start, end)
         attention = await place_store.needing_attention(conn, sites, None, now())
     return render(request, "ui/today.html.j2", nav="aujourdhui", visits=visits, attention=attention)
 

@@ -76,7 +76,7 @@ async def _visit(request: Request, user: WebUser, visit_id: str, *,
     identity and contact being on it); other sites' visits are 404."""
     try:
         async with transaction(request) as conn:
-            visit = await own_visit(conn, user.as_user(), visit_id)
+            visit = await own_visit(conn, context(request).vault, user.as_user(), visit_id)
             site = await store.get_site(conn, visit.site_id)
             state = await place_store.visit_state(conn, visit_id) or {}
             state["referrals"] = await place_store.referrals_of_visit(conn, visit_id)

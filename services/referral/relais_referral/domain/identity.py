@@ -1,0 +1,66 @@
+"""What a citizen's records are found by without their identity stored in clear: the
+texts the blind indexes are computed from (`Vault.blind_index`, which also folds case,
+accents and spacing). The same person typed twice, at two counters, gives the same
+texts. Pure: no I/O."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from relais_referral.domain.model import Citizen
+
+IDENTITY = "identity"
+EMAIL = "email"
+PHONE = "phone"
+_NAME_SEPARATORS = re.compile(r"[-'’‐‑_.]+")
+_NOT_DIGIT = re.compile(r"[^0-9]")
+
+
+def name_key(name: str) -> str:
+    """Jean-Pierre, Jean Pierre and « jean  pierre » are one name; d'Arc and d Arc too."""
+    return " ".join(_NAME_SEPARATORS.sub(" ", name).split())
+
+
+def identity_key(family_name: str, given_name: str, birth_date: date | None) -> str:
+    """Family name, given name, birth date (empty when not known: then only a search
+    without a birth date finds the person)."""
+    born = birth_date.isoformat() if birth_date else ""
+    return f"{name_key(family_name)}|{name_key(given_name)}|{born}"
+
+
+def email_key(email: str) -> str:
+    return email.strip()
+
+
+def phone_key(phone: str) -> str:
+    """06 12 34 56 78, 06.12.34.56.78, +33 6 12 34 56 78 and 0033 6 12 34 56 78 are one
+    number (French numbers in their national form, others as +<country>…)."""
+    raw = phone.strip()
+    digits = _NOT_DIGIT.sub("", raw)
+    if raw.startswith("+"):
+        international = digits
+    elif digits.startswith("00"):
+        international = digits[2:]
+    else:
+        return digits
+    return f"0{international[2:]}" if international.startswith("33") else f"+{international}"
+
+
+@dataclass(frozen=True)
+class LookupKeys:
+    """The texts a visit is indexed under: (kind, text) pairs."""
+
+    identity: tuple[str, str]
+    contacts: tuple[tuple[str, str], ...]
+
+
+def lookup_keys(citizen: Citizen) -> LookupKeys:
+    contacts: list[tuple[str, str]] = []
+    if citizen.email:
+        contacts.append((EMAIL, email_key(citizen.email)))
+    if citizen.phone:
+        contacts.append((PHONE, phone_key(citizen.phone)))
+    return LookupKeys((IDENTITY, identity_key(citizen.family_name, citizen.given_name, citizen.birth_date)),
+                      tuple(contacts))
