@@ -149,3 +149,25 @@ def test_runs_as_a_module_with_the_broker_from_the_environment(kafka_bootstrap):
     refused = subprocess.run([sys.executable, "-m", "relais_kit.dlq", "show", "visits:0:1"],
                              capture_output=True, text=True, env=env, timeout=60, check=False)
     assert refused.returncode == 2 and "not a dead-letter topic" in refused.stderr
+
+
+async def test_a_forged_dead_letter_is_never_replayed_where_its_header_says(broker, capsys):
+    """The probe of #9: a record put on operator.caf.inbox.dlq (operators may write
+    there) claiming `dlq_topic=referrals` — replayed, it reached `referrals` and had a
+    mail sent to an address of the forger's choice. It is now refused, and nothing
+    reaches `referrals`."""
+    forged_value = json.dumps({"referral_id": "forged-1", "recipient": {"email": "forger@example.org"}}).encode()
+    await produce_raw(broker, "operator.caf.inbox.dlq", b"forged-1", forged_value, dead_letter_headers(
+        [("ce_id", b"forged-answer-1"), ("ce_type", b"fr.franceservices.referral.answered.v1")],
+        error="schema_violation", reason="x", topic="referrals", partition=0, offset=0, consumer="forger"))
+    lines = await _listed(capsys, "--topic", "operator.caf.inbox.dlq")
+    forged_id = next(line for line in lines if line.startswith("operator.caf.inbox.dlq:")).split("\t")[0]
+    async with TopicReader(broker, "referrals") as reader:
+        assert await dlq.amain(["replay", forged_id]) == 2
+        assert "can only go back to 'operator.caf.inbox'" in capsys.readouterr().err
+        # A marker with the same key, hence the same partition, behind where a replay
+        # would have landed: once it is read, anything before it has been too.
+        await produce_raw(broker, "referrals", b"forged-1", b"{}", [("ce_id", b"marker-1")])
+        records = await reader.until(lambda rs: any(headers(r).get("ce_id") == "marker-1" for r in rs),
+                                     what="the marker")
+        assert not [r for r in records if headers(r).get("ce_id") == "forged-answer-1"]

@@ -170,25 +170,3 @@ async def upsert_site(conn: Conn, site: Site, updated_at: datetime) -> None:
 async def retire_site(conn: Conn, site_id: str, at: datetime) -> None:
     await conn.execute(
         "UPDATE known_sites SET retired = true, updated_at = $2 WHERE site_id = $1", site_id, at)
-
-
-async def get_account(conn: Conn, user_id: str) -> asyncpg.Record | None:
-    return await conn.fetchrow("SELECT * FROM accounts WHERE user_id = $1", user_id)
-
-
-async def get_account_by_email(conn: Conn, email: str) -> asyncpg.Record | None:
-    """The account whose e-mail is `email`, without case (accounts_by_email, 005_oidc.sql)."""
-    return await conn.fetchrow("SELECT * FROM accounts WHERE lower(email) = lower($1)", email.strip())
-
-
-async def set_account_email(conn: Conn, user_id: str, email: str | None) -> None:
-    await conn.execute("UPDATE accounts SET email = $2 WHERE user_id = $1", user_id, email)
-
-
-async def put_account(conn: Conn, user_id: str, password_hash: str, role: str,
-                      site_id: str | None, display_name: str) -> None:
-    await conn.execute(
-        "INSERT INTO accounts (user_id, password_hash, role, site_id, display_name)"
-        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET"
-        " password_hash = $2, role = $3, site_id = $4, display_name = $5",
-        user_id, password_hash, role, site_id, display_name)

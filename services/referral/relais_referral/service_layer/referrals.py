@@ -14,7 +14,7 @@ import structlog
 from relais_kit.auth import User
 from relais_kit.consumer import Refused
 from relais_kit.envelope import CloudEvent, now
-from relais_referral.adapters import store
+from relais_referral.adapters import accounts, store
 from relais_referral.domain import events, retention
 from relais_referral.domain.deadlines import due_at
 from relais_referral.domain.lifecycle import Actor, ForbiddenTransition, Move, Status
@@ -77,7 +77,7 @@ async def route(conn: asyncpg.Connection, ctx: Context, referral_id: str) -> Non
     at = now()
     referral = _move(referral, Move.ROUTE, Actor.PLATFORM)
     referral = replace(referral, due_at=due_at(referral.requested_at, operator.deadline_days))
-    account = await store.get_account(conn, referral.adviser_id)
+    account = await accounts.get(conn, referral.adviser_id)
     adviser_name = account["display_name"] if account else referral.adviser_id
     await store.save_status(conn, referral)
     await store.add_to_timeline(conn, ctx.vault, referral_id, "routed", referral.status, "platform", at,
