@@ -187,6 +187,24 @@ class ResponseHeaders:
         await self.app(scope, receive, with_headers)
 
 
+class UntilStarted:
+    """The API answers 503 (retry in a second) while the service still waits for its
+    database and broker. (Middlewares here are plain ASGI: Starlette's `BaseHTTPMiddleware`
+    costs a task group and two streams per request.)"""
+
+    def __init__(self, app: ASGIApp, runtime: Callable[[], Runtime | None]) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.runtime() is None and str(scope.get("path", "")).startswith("/api/"):
+            starting = JSONResponse(status_code=503, headers={"Retry-After": "1"},
+                                    content={"detail": "starting: waiting for the database and the broker"})
+            await starting(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def documentation(settings: PlatformSettings) -> dict[str, Any]:
     """FastAPI's arguments for the interactive API documentation: served in dev and
     test, not in production (it maps every route for a visitor)."""
@@ -208,13 +226,7 @@ def prepare_app(app: FastAPI, settings: PlatformSettings,
     _document_field_errors(app)
     app.include_router(health_router(runtime))
 
-    @app.middleware("http")
-    async def until_started(request: Request, call_next: Callable[[Request], Any]) -> Any:
-        if runtime() is None and request.url.path.startswith("/api/"):
-            return JSONResponse(status_code=503, headers={"Retry-After": "1"},
-                                content={"detail": "starting: waiting for the database and the broker"})
-        return await call_next(request)
-
+    app.add_middleware(UntilStarted, runtime=runtime)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # before anything reads the body
     app.add_middleware(ResponseHeaders, hsts=settings.production)  # outermost: on every answer, 413 included
     return app

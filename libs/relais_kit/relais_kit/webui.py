@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -36,6 +36,9 @@ from relais_kit.db import DATABASE_AWAY
 from relais_kit.envelope import now
 from relais_kit.logs import log
 
+ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[MutableMapping[str, Any], ASGIReceive, ASGISend], Awaitable[None]]
 PARIS = ZoneInfo("Europe/Paris")
 CSRF_FIELD = "csrf_token"
 KIT_ROOT = Path(__file__).resolve().parents[1]  # libs/relais_kit: the npm project of the DSFR
@@ -394,19 +397,37 @@ class Pages:
         app.add_exception_handler(PageProblem, on_problem)
         app.add_exception_handler(RedirectTo, on_redirect)
 
-        @app.middleware("http")
-        async def server_side_session(request: Request, call_next: Callable[[Request], Awaitable[Response]]) \
-                -> Response:
-            if self.cookie in request.cookies and not request.url.path.startswith("/static/"):
-                try:
-                    await self.check_session(request)
-                except PageProblem as problem:
-                    return self.problem(request, problem.status_code, problem.title, problem.message,
-                                        problem.headers)
-                except DATABASE_AWAY:
-                    return self.problem(request, 503, "Service momentanément indisponible",
-                                        "Réessayez dans quelques secondes.", {"Retry-After": "2"})
-            return await call_next(request)
+        app.add_middleware(_SessionCheck, pages=self)
+
+
+class _SessionCheck:
+    """Before a page's route: `Pages.check_session` when the request carries the
+    session cookie (not for static files nor the API, which use no cookie)."""
+
+    def __init__(self, app: ASGIApp, pages: Pages) -> None:
+        self.app = app
+        self.pages = pages
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or path.startswith(("/static/", "/api/")):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        if self.pages.cookie in request.cookies:
+            refusal: Response | None = None
+            try:
+                await self.pages.check_session(request)
+            except PageProblem as problem:
+                refusal = self.pages.problem(request, problem.status_code, problem.title, problem.message,
+                                             problem.headers)
+            except DATABASE_AWAY:
+                refusal = self.pages.problem(request, 503, "Service momentanément indisponible",
+                                             "Réessayez dans quelques secondes.", {"Retry-After": "2"})
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 # -- the app ---------------------------------------------------------------------------------
@@ -418,17 +439,34 @@ def security_headers(app: FastAPI, exempt: tuple[str, ...] = ("/docs", "/redoc")
     `form_targets`: other origins a form may lead to, redirects included (an identity
     provider's sign-in and sign-out)."""
     csp = CSP.format(forms="".join(f" {origin}" for origin in form_targets))
-    @app.middleware("http")
-    async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        if response.headers.get("content-type", "").startswith("text/html") \
-                and not request.url.path.startswith(exempt):
-            response.headers.setdefault("Cache-Control", "no-store")
-            response.headers.setdefault("X-Frame-Options", "DENY")
-            response.headers.setdefault("X-Content-Type-Options", "nosniff")
-            response.headers.setdefault("Referrer-Policy", "same-origin")
-            response.headers.setdefault("Content-Security-Policy", csp)
-        return response
+    app.add_middleware(_PageHeaders, exempt=exempt, headers=(
+        (b"cache-control", b"no-store"), (b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"same-origin"), (b"content-security-policy", csp.encode())))
+
+
+class _PageHeaders:
+    """Adds `headers` to HTML responses that do not set them already."""
+
+    def __init__(self, app: ASGIApp, exempt: tuple[str, ...], headers: tuple[tuple[bytes, bytes], ...]) -> None:
+        self.app = app
+        self.exempt = exempt
+        self.headers = headers
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: ASGIReceive, send: ASGISend) -> None:
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith(self.exempt):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                present = {name.lower(): value for name, value in headers}
+                if present.get(b"content-type", b"").startswith(b"text/html"):
+                    headers += [(name, value) for name, value in self.headers if name not in present]
+                    message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def mount_dsfr(app: FastAPI, dsfr_dir: Path = DSFR_DIR) -> bool:

@@ -34,7 +34,7 @@ from relais_referral.service_layer import accounts, audit, follow_up, referrals,
 from relais_referral.service_layer.context import Context
 from relais_referral.service_layer.errors import Conflict, NotAllowed, NotFound
 
-router = APIRouter(prefix="/api/v1")
+router = APIRouter(prefix="/api/v1", dependencies=[Depends(audit.api_channel)])
 Adviser = Annotated[User, Depends(current_user)]
 TOO_MANY_ATTEMPTS: dict[int | str, dict[str, Any]] = {
     429: {"description": "Too many sign-in attempts for this account or from this address: retry after "

@@ -29,6 +29,12 @@ async def ui_channel() -> None:
     _channel.set("ui")
 
 
+async def api_channel() -> None:
+    """The same for the JSON API: set on every request, never inherited from another
+    request served in the same task."""
+    _channel.set("api")
+
+
 def channel() -> str:
     return _channel.get()
 
