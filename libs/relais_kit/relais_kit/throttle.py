@@ -11,12 +11,19 @@ from __future__ import annotations
 import math
 import time
 
+from fastapi import Request
 from limits import RateLimitItem, parse
 from limits.aio.storage import MemoryStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 DEFAULT_PER_ACCOUNT = "10 per 5 minutes"
 DEFAULT_PER_ADDRESS = "30 per minute"
+
+
+def client_address(request: Request) -> str:
+    """Where a sign-in comes from, for its throttle (behind a proxy: run uvicorn with
+    --proxy-headers and --forwarded-allow-ips so that this is the client's)."""
+    return request.client.host if request.client else "unknown"
 
 
 class TooManyAttempts(Exception):

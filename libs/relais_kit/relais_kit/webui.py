@@ -220,18 +220,18 @@ class PoolSessions:
     """The `sessions` table of the service's schema (relais_kit.sessions)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+        self.pool = pool
 
     async def open(self, user_id: str, ttl: timedelta) -> str:
-        async with self._pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
             return await sessions.open_session(conn, user_id, "ui", ttl)
 
     async def alive(self, session_id: str, user_id: str) -> bool:
-        async with self._pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
             return await sessions.is_alive(conn, session_id, user_id)
 
     async def end(self, session_id: str) -> None:
-        async with self._pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
             await sessions.end_session(conn, session_id)
 
 
@@ -309,8 +309,10 @@ class Pages:
 
     async def still_signed_in(self, request: Request) -> bool:
         """For long responses (a live feed): whether the session is still alive."""
-        session = self.session(request)
-        registry = self.registry(request)
+        return await self._alive(self.session(request), self.registry(request))
+
+    @staticmethod
+    async def _alive(session: Session, registry: SessionRegistry | None) -> bool:
         return bool(session.session_id and session.user_id and registry is not None
                     and await registry.alive(session.session_id, session.user_id))
 
@@ -327,9 +329,7 @@ class Pages:
         if session is None or not session.signed_in:
             return
         registry = self.registry(request)
-        alive = bool(session.session_id and session.user_id and registry is not None
-                     and await registry.alive(session.session_id, session.user_id))
-        if not alive:
+        if not await self._alive(session, registry):
             if registry is not None:
                 log.info("ui_session_ended", user=session.user_id)
             self.set_session(request, new_session(now(), self.ttl))

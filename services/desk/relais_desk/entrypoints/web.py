@@ -13,7 +13,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -29,7 +28,7 @@ from relais_kit import numbers, sessions, webui
 from relais_kit.envelope import now
 from relais_kit.logs import log
 from relais_kit.runtime import Runtime
-from relais_kit.throttle import SignInThrottle, TooManyAttempts
+from relais_kit.throttle import SignInThrottle, TooManyAttempts, client_address
 from relais_kit.webui import CSRF_FIELD, Session, security_headers
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -115,10 +114,6 @@ class ExpertSessions(webui.PoolSessions):
     """The `sessions` table, where a session lives only while its expert's account is
     open: a sign-in that raced the account's closing opens nothing either."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        super().__init__(pool)
-        self.pool = pool
-
     async def alive(self, session_id: str, user_id: str) -> bool:
         async with self.pool.acquire() as conn:
             return await sessions.is_alive(conn, session_id, user_id) and await store.expert_active(conn, user_id)
@@ -127,10 +122,6 @@ class ExpertSessions(webui.PoolSessions):
 def _sessions(request: Request) -> webui.SessionRegistry | None:
     runtime = _runtime(request)
     return ExpertSessions(runtime.pool) if runtime is not None else None
-
-
-def _address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -190,7 +181,7 @@ def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
         if errors:
             return pages.render(request, "signin.html.j2", 422, values={"username": user_id}, errors=errors)
         try:
-            await throttle.attempt(user_id, _address(request))
+            await throttle.attempt(user_id, client_address(request))
         except TooManyAttempts as exc:
             log.warning("sign_in_throttled", per=exc.what, retry_after_s=exc.retry_after_s)
             response = pages.render(request, "signin.html.j2", 429, values={"username": user_id}, errors={

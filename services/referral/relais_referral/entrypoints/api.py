@@ -15,7 +15,7 @@ from relais_kit import sessions
 from relais_kit.auth import TOKEN_TTL, User, current_user, issue_token
 from relais_kit.envelope import now
 from relais_kit.logs import log
-from relais_kit.throttle import TooManyAttempts
+from relais_kit.throttle import TooManyAttempts, client_address
 from relais_referral.adapters import store
 from relais_referral.domain.model import Citizen, PostalAddress, Referral
 from relais_referral.entrypoints.schemas import (
@@ -39,12 +39,6 @@ Adviser = Annotated[User, Depends(current_user)]
 TOO_MANY_ATTEMPTS: dict[int | str, dict[str, Any]] = {
     429: {"description": "Too many sign-in attempts for this account or from this address: retry after "
                          "`Retry-After` seconds"}}
-
-
-def client_address(request: Request) -> str:
-    """Where a sign-in comes from, for its throttle (behind a proxy: run uvicorn with
-    --proxy-headers and --forwarded-allow-ips so that this is the client's)."""
-    return request.client.host if request.client else "unknown"
 
 
 def _pool(request: Request) -> asyncpg.Pool:

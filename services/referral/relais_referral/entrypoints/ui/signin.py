@@ -7,10 +7,9 @@ from fastapi.responses import Response
 
 from relais_kit import numbers
 from relais_kit.logs import log
-from relais_kit.throttle import TooManyAttempts
+from relais_kit.throttle import TooManyAttempts, client_address
 from relais_kit.webui import local_path
 from relais_referral.adapters import store
-from relais_referral.entrypoints.api import client_address
 from relais_referral.entrypoints.ui.pages import (
     HOME,
     SIGN_IN,
