@@ -188,6 +188,9 @@ class LocalPlatform:
         self._started = False
         self._lock = threading.RLock()
         self.stop_timings: dict[str, float] = {}  # seconds each part took to stop, last stop()
+        # What one child gets beyond env(), by child name (its own Kafka user, its own
+        # database role...): filled while starting, read by _spawn.
+        self.child_env: dict[str, dict[str, str]] = {}
 
     # ------------------------------------------------------------------ addresses
 
@@ -365,6 +368,13 @@ class LocalPlatform:
         env.update(self.extra_env)
         return env
 
+    def env_for(self, name: str) -> dict[str, str]:
+        """The environment of one child: env() and what is that child's own."""
+        env = self.env()
+        env.update(self.child_env.get(name, {}))
+        env.update(self.extra_env)
+        return env
+
     def _command(self, name: str) -> list[str]:
         if name == "mailbox":
             return [sys.executable, "-m", "deploy.local.mailbox", "--dir", str(self.mailbox.directory),
@@ -383,7 +393,7 @@ class LocalPlatform:
 
     def _spawn(self, name: str, *, fresh_log: bool) -> subprocess.Popen[bytes]:
         log = self._open_log(name, fresh=fresh_log)
-        proc = subprocess.Popen(self._command(name), cwd=ROOT, env=self.env(), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(self._command(name), cwd=ROOT, env=self.env_for(name), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.processes[name] = proc
         self._remember_children()
