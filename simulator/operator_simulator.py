@@ -397,6 +397,34 @@ class Settings:
     group_prefix: str
     log_level: str
     keys: Path
+    kafka: dict[str, Any] = field(default_factory=dict)  # security options (kafka_security)
+
+
+def kafka_security(env: dict[str, str] | os._Environ[str]) -> dict[str, Any]:
+    """The aiokafka connection options from the variables every Relais client reads:
+    KAFKA_SECURITY_PROTOCOL (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), KAFKA_SASL_MECHANISM
+    (SCRAM-SHA-512 by default), KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD (or
+    KAFKA_SASL_PASSWORD_FILE), KAFKA_SSL_CA_FILE, KAFKA_SSL_CERT_FILE, KAFKA_SSL_KEY_FILE."""
+    protocol = (env.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
+    if protocol not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        raise ValueError(f"KAFKA_SECURITY_PROTOCOL: unknown protocol {protocol!r}")
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.endswith("SSL"):
+        import ssl
+
+        context = ssl.create_default_context(cafile=env.get("KAFKA_SSL_CA_FILE") or None)
+        if env.get("KAFKA_SSL_CERT_FILE"):
+            context.load_cert_chain(env["KAFKA_SSL_CERT_FILE"], env.get("KAFKA_SSL_KEY_FILE") or None)
+        options["ssl_context"] = context
+    if protocol.startswith("SASL_"):
+        password = env.get("KAFKA_SASL_PASSWORD")
+        if not password and env.get("KAFKA_SASL_PASSWORD_FILE"):
+            password = Path(env["KAFKA_SASL_PASSWORD_FILE"]).read_text(encoding="utf-8").strip()
+        if not env.get("KAFKA_SASL_USERNAME") or not password:
+            raise ValueError(f"KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are required with {protocol}")
+        options.update(sasl_mechanism=(env.get("KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512").upper(),
+                       sasl_plain_username=env["KAFKA_SASL_USERNAME"], sasl_plain_password=password)
+    return options
 
 
 def parse_operators(text: str | None) -> tuple[str, ...]:
@@ -446,10 +474,14 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         parser.error(str(exc))
     if args.ack_delay < 0 or args.answer_delay < 0:
         parser.error("delays must be >= 0")
+    try:
+        security = kafka_security(env)
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
     return Settings(operators=operators, bootstrap=args.bootstrap_servers, schemas=args.schemas,
                     ack_delay=args.ack_delay, answer_delay=args.answer_delay, outcome=args.outcome,
                     group_prefix=args.group_prefix, log_level=args.log_level,
-                    keys=args.keys)
+                    keys=args.keys, kafka=security)
 
 
 def configure_logging(level: str) -> None:
@@ -538,7 +570,7 @@ class Simulator:
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
         self.producer = await start_client(
-            lambda: AIOKafkaProducer(bootstrap_servers=s.bootstrap, acks="all", enable_idempotence=False,
+            lambda: AIOKafkaProducer(bootstrap_servers=s.bootstrap, **s.kafka, acks="all", enable_idempotence=False,
                                      linger_ms=2, request_timeout_ms=30000, retry_backoff_ms=200,
                                      client_id="relais-operator-simulator"),
             "producer", stop)
@@ -565,7 +597,7 @@ class Simulator:
 
     def _consumer(self, code: str) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap, group_id=self.group(code),
+            bootstrap_servers=self.settings.bootstrap, **self.settings.kafka, group_id=self.group(code),
             client_id=f"relais-operator-simulator-{code}", enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=10000, heartbeat_interval_ms=1000,
             rebalance_timeout_ms=10000, max_poll_interval_ms=300000,

@@ -58,12 +58,24 @@ def parser() -> argparse.ArgumentParser:
                    help="how long to keep watching for late, duplicate or forbidden replies (default 5)")
     p.add_argument("--procedure", help="procedure code of the test referrals (default: <operator>.conformance-kit, "
                                        "or the schema example's if it is this operator's)")
-    p.add_argument("--security-protocol", default="PLAINTEXT",
-                   choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], help="Kafka security protocol")
+    env = os.environ
+    protocol = (env.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
+    p.add_argument("--security-protocol", default=protocol,
+                   choices=["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
+                   help="Kafka security protocol (default: $KAFKA_SECURITY_PROTOCOL or PLAINTEXT)")
     p.add_argument("--sasl-mechanism", choices=["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"],
-                   help="SASL mechanism; the password is read from $KAFKA_SASL_PASSWORD")
-    p.add_argument("--sasl-username", help="SASL user name")
-    p.add_argument("--ssl-cafile", type=Path, help="CA certificate(s) to trust for SSL (default: the system's)")
+                   default=(env.get("KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512").upper()
+                   if protocol.startswith("SASL_") else None,
+                   help="SASL mechanism (default: $KAFKA_SASL_MECHANISM or SCRAM-SHA-512 with SASL_*); "
+                        "the password is read from $KAFKA_SASL_PASSWORD or the file $KAFKA_SASL_PASSWORD_FILE")
+    p.add_argument("--sasl-username", default=env.get("KAFKA_SASL_USERNAME"),
+                   help="SASL user name (default: $KAFKA_SASL_USERNAME): the operator's own principal")
+    p.add_argument("--ssl-cafile", type=Path, default=env.get("KAFKA_SSL_CA_FILE") or None,
+                   help="CA certificate(s) to trust for SSL (default: $KAFKA_SSL_CA_FILE, else the system's)")
+    p.add_argument("--ssl-certfile", type=Path, default=env.get("KAFKA_SSL_CERT_FILE") or None,
+                   help="client certificate for mutual TLS (default: $KAFKA_SSL_CERT_FILE)")
+    p.add_argument("--ssl-keyfile", type=Path, default=env.get("KAFKA_SSL_KEY_FILE") or None,
+                   help="its private key (default: $KAFKA_SSL_KEY_FILE)")
     p.add_argument("--report-json", type=Path, metavar="FILE", help="also write a machine-readable report")
     p.add_argument("-v", "--verbose", action="store_true", help="log every record sent and read (stderr)")
     return p
@@ -115,10 +127,19 @@ def client_options(args: argparse.Namespace) -> dict[str, Any]:
     if "SSL" in args.security_protocol:
         from aiokafka.helpers import create_ssl_context
 
-        options["ssl_context"] = create_ssl_context(cafile=str(args.ssl_cafile) if args.ssl_cafile else None)
-    if args.sasl_mechanism:
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(args.ssl_cafile) if args.ssl_cafile else None,
+            certfile=str(args.ssl_certfile) if args.ssl_certfile else None,
+            keyfile=str(args.ssl_keyfile) if args.ssl_keyfile else None)
+    if args.sasl_mechanism and args.security_protocol.startswith("SASL_"):
+        password = os.environ.get("KAFKA_SASL_PASSWORD", "")
+        if not password and os.environ.get("KAFKA_SASL_PASSWORD_FILE"):
+            password = Path(os.environ["KAFKA_SASL_PASSWORD_FILE"]).read_text(encoding="utf-8").strip()
+        if not args.sasl_username or not password:
+            raise ValueError(f"{args.security_protocol} needs --sasl-username (or $KAFKA_SASL_USERNAME) and "
+                             "$KAFKA_SASL_PASSWORD (or $KAFKA_SASL_PASSWORD_FILE)")
         options.update(sasl_mechanism=args.sasl_mechanism, sasl_plain_username=args.sasl_username,
-                       sasl_plain_password=os.environ.get("KAFKA_SASL_PASSWORD", ""))
+                       sasl_plain_password=password)
     return options
 
 

@@ -13,7 +13,9 @@
 //     node operator-consumer.mjs --operator caf --schemas /path/to/schemas \
 //         --private-key /path/to/caf.private.jwk.json
 //
-// Environment: KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092).
+// Environment: KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092) and the security settings
+// every Relais client reads (see securityConfig): KAFKA_SECURITY_PROTOCOL,
+// KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CA_FILE...
 
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
@@ -357,13 +359,49 @@ function answerAfterInfo(operator, provided, _personal) {
   ];
 }
 
+// --- Connecting ----------------------------------------------------------------------
+
+/**
+ * kafkajs' `ssl` and `sasl` options from the variables every Relais client reads. On the
+ * Relais cluster: KAFKA_SECURITY_PROTOCOL=SASL_SSL, KAFKA_SASL_MECHANISM=SCRAM-SHA-512,
+ * KAFKA_SASL_USERNAME=operator-<code> (your own principal: it may read your inbox and
+ * write your outbox, nothing else), KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE),
+ * KAFKA_SSL_CA_FILE (the CA of the platform's brokers); KAFKA_SSL_CERT_FILE and
+ * KAFKA_SSL_KEY_FILE for mutual TLS.
+ * @param {Record<string, string | undefined>} env
+ */
+export function securityConfig(env) {
+  const protocol = (env.KAFKA_SECURITY_PROTOCOL || "PLAINTEXT").toUpperCase();
+  if (!["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"].includes(protocol)) {
+    throw new Error(`KAFKA_SECURITY_PROTOCOL: unknown protocol ${protocol}`);
+  }
+  /** @type {Record<string, unknown>} */
+  const config = {};
+  if (protocol.endsWith("SSL")) {
+    const ssl = {};
+    if (env.KAFKA_SSL_CA_FILE) ssl.ca = [readFileSync(env.KAFKA_SSL_CA_FILE, "utf-8")];
+    if (env.KAFKA_SSL_CERT_FILE) ssl.cert = readFileSync(env.KAFKA_SSL_CERT_FILE, "utf-8");
+    if (env.KAFKA_SSL_KEY_FILE) ssl.key = readFileSync(env.KAFKA_SSL_KEY_FILE, "utf-8");
+    config.ssl = Object.keys(ssl).length ? ssl : true;
+  }
+  if (protocol.startsWith("SASL_")) {
+    let password = env.KAFKA_SASL_PASSWORD;
+    if (!password && env.KAFKA_SASL_PASSWORD_FILE) password = readFileSync(env.KAFKA_SASL_PASSWORD_FILE, "utf-8").trim();
+    if (!env.KAFKA_SASL_USERNAME || !password) throw new Error(`${protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD`);
+    const mechanism = (env.KAFKA_SASL_MECHANISM || "SCRAM-SHA-512").toLowerCase();
+    if (!["scram-sha-256", "scram-sha-512"].includes(mechanism)) throw new Error(`KAFKA_SASL_MECHANISM: ${mechanism} is not offered`);
+    config.sasl = { mechanism, username: env.KAFKA_SASL_USERNAME, password };
+  }
+  return config;
+}
+
 // --- The consumer --------------------------------------------------------------------
 
 class OperatorConsumer {
   /**
    * @param {{operator: string, bootstrap: string, group: string, contract: Contract, key: CryptoKey}} options
    */
-  constructor({ operator, bootstrap, group, contract, key }) {
+  constructor({ operator, bootstrap, group, contract, key, security = {} }) {
     this.operator = operator;
     this.inbox = `operator.${operator}.inbox`;
     this.outbox = `operator.${operator}.outbox`;
@@ -395,8 +433,7 @@ class OperatorConsumer {
         log(name, `kafkajs ${namespace}: ${message}${detail}`);
       },
       retry: { retries: 8, initialRetryTime: 200 },
-      // On a real cluster add your security settings here, for example:
-      // ssl: true, sasl: { mechanism: "scram-sha-512", username, password },
+      ...security, // ssl and sasl: see securityConfig
     });
     this.consumer = kafka.consumer({
       groupId: group,
@@ -634,11 +671,17 @@ async function main() {
     return usageError(`cannot use the private key ${values["private-key"]}: ${error.code ?? error.message}`);
   }
   const bootstrap = process.env.KAFKA_BOOTSTRAP_SERVERS || "127.0.0.1:9092";
+  let security;
+  try {
+    security = securityConfig(process.env);
+  } catch (error) {
+    return usageError(`Kafka security settings: ${error.message}`);
+  }
   // The broker's ACLs let operator <code> use the groups named `operator-<code>-*`.
   const group = values.group ?? `operator-${operator}-example-node`;
   log("INFO", `operator ${operator}, bootstrap ${bootstrap}, group ${group}, key ${jwk.kid ?? "(no kid)"}`);
 
-  const consumer = new OperatorConsumer({ operator, bootstrap, group, contract, key });
+  const consumer = new OperatorConsumer({ operator, bootstrap, group, contract, key, security });
   let exitCode = 0;
   /** @type {(reason: string) => void} */
   let requestStop = () => {};

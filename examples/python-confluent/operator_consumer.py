@@ -15,7 +15,9 @@ with your own case handling.
     python operator_consumer.py --operator caf --schemas /path/to/schemas \
         --private-key /path/to/caf.private.jwk.json
 
-Environment: KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092).
+Environment: KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092) and the security settings
+every Relais client reads (see security_config): KAFKA_SECURITY_PROTOCOL,
+KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CA_FILE...
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -242,11 +244,39 @@ def answer_referral(operator: str, routed: dict[str, Any],
     return [("operator.acknowledged", acknowledged), ("operator.answered", answered)]
 
 
+# --- Connecting -------------------------------------------------------------------
+
+
+def security_config(env: Mapping[str, str]) -> dict[str, str]:
+    """librdkafka's security settings from the variables every Relais client reads.
+    On the Relais cluster: KAFKA_SECURITY_PROTOCOL=SASL_SSL, KAFKA_SASL_MECHANISM=SCRAM-SHA-512,
+    KAFKA_SASL_USERNAME=operator-<code> (your own principal, which may read your inbox and
+    write your outbox, nothing else), KAFKA_SASL_PASSWORD (or KAFKA_SASL_PASSWORD_FILE),
+    KAFKA_SSL_CA_FILE (the CA of the platform's brokers); KAFKA_SSL_CERT_FILE and
+    KAFKA_SSL_KEY_FILE for mutual TLS."""
+    protocol = (env.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
+    config = {"security.protocol": protocol}
+    if protocol.startswith("SASL_"):
+        password = env.get("KAFKA_SASL_PASSWORD") or ""
+        if not password and env.get("KAFKA_SASL_PASSWORD_FILE"):
+            password = Path(env["KAFKA_SASL_PASSWORD_FILE"]).read_text(encoding="utf-8").strip()
+        if not env.get("KAFKA_SASL_USERNAME") or not password:
+            raise ValueError(f"{protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD")
+        config.update({"sasl.mechanism": (env.get("KAFKA_SASL_MECHANISM") or "SCRAM-SHA-512").upper(),
+                       "sasl.username": env["KAFKA_SASL_USERNAME"], "sasl.password": password})
+    for variable, key in (("KAFKA_SSL_CA_FILE", "ssl.ca.location"), ("KAFKA_SSL_CERT_FILE", "ssl.certificate.location"),
+                          ("KAFKA_SSL_KEY_FILE", "ssl.key.location")):
+        if protocol.endswith("SSL") and env.get(variable):
+            config[key] = env[variable]
+    return config
+
+
 # --- The consumer ------------------------------------------------------------------
 
 
 class OperatorConsumer:
-    def __init__(self, operator: str, bootstrap: str, group: str, contract: Contract, key: ECKey) -> None:
+    def __init__(self, operator: str, bootstrap: str, group: str, contract: Contract, key: ECKey,
+                 security: Mapping[str, str] | None = None) -> None:
         self.operator = operator
         self.key = key
         self.inbox = f"operator.{operator}.inbox"
@@ -272,9 +302,7 @@ class OperatorConsumer:
             "session.timeout.ms": 10000,
             "heartbeat.interval.ms": 1000,
             "logger": kafka_log,
-            # On a real cluster add your security settings here, for example:
-            # "security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
-            # "sasl.username": ..., "sasl.password": ...,
+            **(security or {}),  # see security_config
         })
         self.producer = Producer({
             "bootstrap.servers": bootstrap,
@@ -289,6 +317,7 @@ class OperatorConsumer:
             # `answered` even when a send is retried (drop this line with idempotence on).
             "max.in.flight.requests.per.connection": 1,
             "logger": kafka_log,
+            **(security or {}),
         })
 
     def run(self, should_stop: Callable[[], bool], max_messages: int | None = None,
@@ -449,6 +478,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--private-key: {exc}")
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     group = args.group or f"operator-{args.operator}-consumer"
+    try:
+        security = security_config(os.environ)
+    except (OSError, ValueError) as exc:
+        parser.error(f"Kafka security settings: {exc}")
 
     # SIGINT (Ctrl-C) and SIGTERM (docker stop, systemd, Kubernetes): finish the
     # current record, then leave the group and exit.
@@ -461,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     log.info("operator %s, bootstrap %s, group %s", args.operator, bootstrap, group)
-    OperatorConsumer(args.operator, bootstrap, group, contract, key).run(
+    OperatorConsumer(args.operator, bootstrap, group, contract, key, security).run(
         should_stop=lambda: bool(stopping), max_messages=args.max_messages, idle_exit=args.idle_exit)
     return 0
 

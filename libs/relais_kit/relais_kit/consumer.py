@@ -69,7 +69,7 @@ class EventConsumer:
                  batch_size: int = 200, from_beginning: bool = False, **client_options: object) -> None:
         self.name = name
         self._topics = topics
-        self._client = lambda: kafka.consumer(bootstrap, name, **client_options)
+        self._client = lambda: kafka.consumer(bootstrap, name, security=None, **client_options)
         self._from_beginning = from_beginning
         self._producer = producer
         self._pool = pool

@@ -283,9 +283,7 @@ def replay_allowed(count: int, *, yes: bool, interactive: bool) -> bool:
 
 def _reader(bootstrap: str) -> AIOKafkaConsumer:
     # group_id=None: no group, no commits; partitions are assigned by hand.
-    return AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                            auto_offset_reset="earliest", isolation_level="read_committed",
-                            fetch_max_wait_ms=25)
+    return kafka.consumer(bootstrap, None)
 
 
 def _letter(record: object) -> DeadLetter:

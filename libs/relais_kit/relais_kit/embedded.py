@@ -40,16 +40,20 @@ def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = 15.0) -> 
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
-def start_broker(port: int, log: IO[Any] | None = None) -> subprocess.Popen[bytes]:
-    """Starts tansu with memory storage on 127.0.0.1:`port`; returns when it listens."""
-    url = f"tcp://127.0.0.1:{port}"
+def start_broker(port: int, log: IO[Any] | None = None, *, advertised: str | None = None,
+                 host: str = "127.0.0.1") -> subprocess.Popen[bytes]:
+    """Starts tansu with memory storage on 127.0.0.1:`port`; returns when it listens.
+    `advertised` (host:port): the address clients are sent to, when they reach the
+    broker through a front (the authenticating one of deploy/local)."""
+    url = f"tcp://{host}:{port}"  # `host`: another local address than 127.0.0.1 (tests of a host cut)
     proc = subprocess.Popen(
-        [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+        [str(tansu_binary()), "broker", "--listener-url", url,
+         "--advertised-listener-url", f"tcp://{advertised}" if advertised else url,
          "--storage-engine", "memory://tansu/"],
         stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
-        wait_for_port(port)
+        wait_for_port(port, host)
     except TimeoutError:
         proc.kill()
         raise

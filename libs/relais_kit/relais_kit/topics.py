@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 
+from relais_kit import kafka
 from relais_kit.settings import PlatformSettings
 
 
@@ -57,10 +58,10 @@ def load_topics(path: Path) -> TopicsFile:
     return TopicsFile(operators, tuple(specs))
 
 
-async def create_topics(bootstrap: str, topics: TopicsFile, *,
-                        replication_factor: int | None = None) -> list[str]:
+async def create_topics(bootstrap: str, topics: TopicsFile, *, replication_factor: int | None = None,
+                        security: kafka.KafkaSecurity | None = None) -> list[str]:
     """Creates the topics that do not exist yet; returns the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = kafka.admin(bootstrap, security)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -12,8 +12,9 @@ import time
 from collections.abc import Collection
 from types import TracebackType
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from relais_kit import kafka
 from relais_kit.contract import Contract, ContractViolation
 from relais_kit.envelope import CloudEvent, InvalidEvent, event_type, from_record
 from relais_kit.logs import log
@@ -26,8 +27,7 @@ class Answers:
         """`name`: the answers' event name (`personal_data.erased`, `…access_answered`)."""
         self._contract = contract
         self._type = event_type(name)
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                          isolation_level="read_committed", fetch_max_wait_ms=100)
+        self._consumer = kafka.consumer(bootstrap, None, auto_offset_reset="latest", fetch_max_wait_ms=100)
 
     async def __aenter__(self) -> Answers:
         await self._consumer.start()
