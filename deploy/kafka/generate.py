@@ -2,13 +2,19 @@
 
 Writes, under --out:
   strimzi/topics.yaml  one KafkaTopic per topic of the file, dead-letter twins included;
-  strimzi/users.yaml   one KafkaUser (SCRAM-SHA-512, simple authorization) per operator and
-                       per platform service, with its ACLs;
+  strimzi/users.yaml   one KafkaUser (SCRAM-SHA-512, simple authorization) per operator,
+                       per platform service and per operator desk, with its ACLs;
+  strimzi/kustomization.yaml  both, for `kubectl apply -k` (deploy/k8s/ includes it);
   acls.sh              the same users and ACLs for a Kafka outside Kubernetes
                        (kafka-configs.sh + kafka-acls.sh), passwords read from env vars.
 
 An operator's user reads its own inbox, writes its own outbox and uses its own consumer
-group prefix, nothing else. The platform users come from the small table PLATFORM_USERS.
+group prefix, nothing else. The platform users come from the small table PLATFORM_USERS;
+each operator desk (`relais-desk-<code>`, run by the platform for an operator without IT)
+has the operator's topic rights and only the desk's own consumer group. Platform users
+and desks, not operators, may also create (and describe the configuration of) the topics
+they read or write: after a broker loss the platform recreates its topics from the
+topics file. The simulator is not a production principal: it has no user here.
 
     python deploy/kafka/generate.py --out deploy/kafka/generated
     python deploy/kafka/generate.py --out deploy/kafka/generated --check   # CI: stale?
@@ -36,10 +42,14 @@ DLQ_SUFFIX = ".dlq"
 STRIMZI_API = "kafka.strimzi.io/v1beta2"
 TOPICS_FILE = "strimzi/topics.yaml"
 USERS_FILE = "strimzi/users.yaml"
+KUSTOMIZATION_FILE = "strimzi/kustomization.yaml"
 SCRIPT_FILE = "acls.sh"
 
 # Canonical order of operations inside one ACL entry.
-OPERATIONS = ("Read", "Write", "Describe")
+OPERATIONS = ("Read", "Write", "Create", "Describe", "DescribeConfigs")
+# What a platform principal needs on a topic to recreate it from the topics file after a
+# broker loss: CreateTopics, and DescribeConfigs to compare a surviving topic's config.
+RECREATE = ("Create", "DescribeConfigs")
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -51,7 +61,10 @@ class PlatformUser:
     `{operator}` (one name per operator code), `{dlq}` (every dead-letter topic) and
     `{source}` (every topic that is not a dead-letter topic); every expanded name must
     be a topic of the file. `dead_letters_of_reads`: the user may write `<topic>.dlq`
-    for each topic it reads (a consumer dead-letters what it refuses)."""
+    for each topic it reads (a consumer dead-letters what it refuses).
+    `recreates_topics`: Create and DescribeConfigs on every topic it reads or writes.
+    `schema`: the service's PostgreSQL schema, whose broker-loss marker (see
+    `marker_acls`) this user leaves on the broker."""
 
     name: str
     purpose: str
@@ -59,6 +72,8 @@ class PlatformUser:
     writes: tuple[str, ...] = ()
     group_prefix: str | None = None
     dead_letters_of_reads: bool = False
+    recreates_topics: bool = True
+    schema: str | None = None
 
 
 PLATFORM_USERS: tuple[PlatformUser, ...] = (
@@ -71,6 +86,7 @@ PLATFORM_USERS: tuple[PlatformUser, ...] = (
         writes=("visits", "referrals", "privacy", "operator.{operator}.inbox"),
         group_prefix="relais-referral-",
         dead_letters_of_reads=True,
+        schema="referral",
     ),
     PlatformUser(
         "relais-notifications",
@@ -80,16 +96,19 @@ PLATFORM_USERS: tuple[PlatformUser, ...] = (
         writes=("notifications", "privacy"),
         group_prefix="relais-notifications",
         dead_letters_of_reads=True,
+        schema="notifications",
     ),
     PlatformUser(
         "relais-sites",
         "sites service: writes the compacted sites topic",
         writes=("sites",),
+        schema="sites",
     ),
     PlatformUser(
         "relais-ops",
-        "operations (python -m relais_kit.dlq): reads every dead-letter topic and replays "
-        "a record onto its source topic; reads without a consumer group, so no group ACL",
+        "operations (python -m relais_kit.dlq, python -m relais_kit.topics): reads every "
+        "dead-letter topic and replays a record onto its source topic, (re)creates the "
+        "topics; reads without a consumer group, so no group ACL",
         reads=("{dlq}",),
         writes=("{source}",),
     ),
@@ -111,7 +130,13 @@ class User:
     name: str
     purpose: str
     acls: tuple[Acl, ...]
-    operator: str | None = None
+    operator: str | None = None      # an operator's own user (outside the platform)
+    desk: str | None = None          # the desk the platform runs for this operator
+
+    def on_topic(self, topic: str) -> frozenset[str]:
+        """The operations this user may do on `topic` (every topic ACL is literal)."""
+        return frozenset(op for a in self.acls if a.resource_type == "topic" and a.name == topic
+                         for op in a.operations)
 
     @property
     def password_env(self) -> str:
@@ -126,18 +151,59 @@ def operator_group_prefix(code: str) -> str:
     return f"operator-{code}-"
 
 
+def desk_user_name(code: str) -> str:
+    return f"relais-desk-{code}"
+
+
+def desk_group(code: str) -> str:
+    """The desk's consumer group (services/desk: `inbox.group`), inside its operator's
+    prefix: the desk consumes as that operator would."""
+    return f"{operator_group_prefix(code)}desk"
+
+
 def is_dlq(topic: str) -> bool:
     return topic.endswith(DLQ_SUFFIX)
 
 
-def _topic_acls(reads: Iterable[str], writes: Iterable[str]) -> list[Acl]:
+def marker_group(schema: str) -> str:
+    """The consumer group in which a service's schema leaves its broker-loss marker
+    (relais_kit.recovery.BrokerWatch)."""
+    return f"relais-{schema}-broker-marker"
+
+
+def marker_topic(reads: Iterable[str], writes: Iterable[str]) -> str:
+    """The topic whose partition 0 carries the marker: the first, by name, of the
+    topics the service reads or publishes through its outbox (relais_kit.recovery
+    takes `min` of them; dead letters never go through an outbox)."""
+    return min(n for n in (*reads, *writes) if not is_dlq(n))
+
+
+def marker_acls(schema: str, reads: list[str], writes: list[str], group_prefix: str | None) -> list[Acl]:
+    """Committing the marker (OffsetCommit) needs Read on its group and on its topic;
+    reading it back (OffsetFetch), Describe on both. So the marker's topic is readable
+    even when the service only writes it (sites: `sites`; notifications: `notifications`),
+    and its group is granted unless the service's group prefix covers it."""
+    acls = []
+    topic = marker_topic(reads, writes)
+    if topic not in reads:
+        reads.append(topic)
+    group = marker_group(schema)
+    if not (group_prefix and group.startswith(group_prefix)):
+        acls.append(Acl("group", group, "literal", ("Read",)))
+    return acls
+
+
+def _topic_acls(reads: Iterable[str], writes: Iterable[str], *, recreates: bool = False) -> list[Acl]:
     """One literal ACL per topic, its operations merged (read and write on one topic
-    give one entry Read, Write, Describe)."""
+    give one entry Read, Write, Describe); `recreates` adds Create, DescribeConfigs."""
     ops: dict[str, set[str]] = {}
     for name in reads:
         ops.setdefault(name, set()).update(("Read", "Describe"))
     for name in writes:
         ops.setdefault(name, set()).update(("Write", "Describe"))
+    if recreates:
+        for wanted in ops.values():
+            wanted.update(RECREATE)
     return [Acl("topic", name, "literal", tuple(o for o in OPERATIONS if o in wanted))
             for name, wanted in ops.items()]
 
@@ -158,14 +224,37 @@ def expand(entry: str, topics: TopicsFile) -> list[str]:
     return names
 
 
+def _operator_topics(code: str, topics: TopicsFile) -> tuple[list[str], list[str]]:
+    """What an operator (or its desk) reads and writes. Write-only on its inbox's
+    dead-letter twin: a consumer that refuses a record sets it aside there with the
+    reason (the operator desk does), for Relais ops to read."""
+    return [topics.inbox(code)], [topics.outbox(code), topics.inbox(code) + DLQ_SUFFIX]
+
+
 def operator_user(code: str, topics: TopicsFile) -> User:
-    # Write-only on its inbox's dead-letter twin: a consumer that refuses a record sets
-    # it aside there with the reason (the operator desk does), for Relais ops to read.
-    acls = _topic_acls([topics.inbox(code)], [topics.outbox(code), topics.inbox(code) + DLQ_SUFFIX])
+    acls = _topic_acls(*_operator_topics(code, topics))
     acls.append(Acl("group", operator_group_prefix(code), "prefix", ("Read",)))
     return User(operator_user_name(code),
                 f"operator {code}: reads its inbox, writes its outbox (and its inbox's dead letters), nothing else",
                 tuple(acls), operator=code)
+
+
+def desk_schema(code: str) -> str:
+    """The desk's schema (services/desk: `DeskSettings.schema_name`, by default)."""
+    return f"desk_{code.replace('-', '_')}"
+
+
+def desk_user(code: str, topics: TopicsFile) -> User:
+    reads, writes = _operator_topics(code, topics)
+    markers = marker_acls(desk_schema(code), reads, writes, None)
+    acls = _topic_acls(reads, writes, recreates=True)
+    acls.append(Acl("group", desk_group(code), "literal", ("Read",)))
+    acls += markers
+    return User(desk_user_name(code),
+                f"operator desk of {code} (python -m relais_desk, RELAIS_DESK_OPERATOR={code}): "
+                f"reads its inbox, writes its outbox and its inbox's dead letters, "
+                f"one consumer group {desk_group(code)}",
+                tuple(acls), desk=code)
 
 
 def platform_user(spec: PlatformUser, topics: TopicsFile) -> User:
@@ -176,15 +265,18 @@ def platform_user(spec: PlatformUser, topics: TopicsFile) -> User:
         missing = [n for n in writes if n not in topics.names()]
         if missing:
             raise ValueError(f"{spec.name}: no dead-letter topic for {', '.join(missing)}")
-    acls = _topic_acls(reads, writes)
+    markers = marker_acls(spec.schema, reads, writes, spec.group_prefix) if spec.schema else []
+    acls = _topic_acls(reads, writes, recreates=spec.recreates_topics)
     if spec.group_prefix:
         acls.append(Acl("group", spec.group_prefix, "prefix", ("Read",)))
+    acls += markers
     return User(spec.name, spec.purpose, tuple(acls))
 
 
 def build_users(topics: TopicsFile) -> list[User]:
     users = [operator_user(code, topics) for code in topics.operators]
     users += [platform_user(spec, topics) for spec in PLATFORM_USERS]
+    users += [desk_user(code, topics) for code in topics.operators]
     names = [u.name for u in users]
     if len(set(names)) != len(names):
         raise ValueError(f"duplicate user names: {names}")
@@ -270,7 +362,8 @@ def acls_script(users: list[User], source: str) -> str:
         _header(source).rstrip("\n"),
         "#",
         "# Per-operator isolation on a Kafka outside Kubernetes: one SCRAM-SHA-512 user per",
-        "# operator and per platform service, and its ACLs (the same as strimzi/users.yaml).",
+        "# operator, per platform service and per operator desk, and its ACLs (the same as",
+        "# strimzi/users.yaml).",
         "# Needs: kafka-configs.sh and kafka-acls.sh on PATH, a broker with an authorizer,",
         "#   BOOTSTRAP     the brokers, e.g. kafka-1:9093",
         "#   ADMIN_CONFIG  a client properties file with admin (super user) credentials",
@@ -286,6 +379,14 @@ def acls_script(users: list[User], source: str) -> str:
         lines += ["", f"# {user.name}: {user.purpose}", scram_command(user)]
         lines += [acl_command(user, acl) for acl in user.acls]
     return "\n".join(lines) + "\n"
+
+
+def kustomization(source: str) -> str:
+    """Lets deploy/k8s/ include this folder (kustomize loads other folders only when
+    they are kustomizations), so the resources are used as generated, never copied."""
+    doc = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+           "resources": [Path(TOPICS_FILE).name, Path(USERS_FILE).name]}
+    return _header(source) + yaml.safe_dump(doc, sort_keys=False)
 
 
 def source_label(topics_path: Path) -> str:
@@ -304,6 +405,7 @@ def render(topics_path: Path = DEFAULT_TOPICS, *, namespace: str = "relais",
     return {
         TOPICS_FILE: _yaml_documents(kafka_topics(topics, namespace, cluster), source),
         USERS_FILE: _yaml_documents(kafka_users(users, namespace, cluster), source),
+        KUSTOMIZATION_FILE: kustomization(source),
         SCRIPT_FILE: acls_script(users, source),
     }
 

@@ -86,12 +86,17 @@ def test_no_operator_acl_names_anything_else(topics: TopicsFile, users: dict[str
 
 
 def test_operator_group_prefixes_do_not_overlap(topics: TopicsFile, users: dict[str, generate.User]) -> None:
-    prefixes = [a.name for u in users.values() for a in u.acls if a.resource_type == "group"]
-    assert len(set(prefixes)) == len(prefixes)
-    for p in prefixes:
-        for q in prefixes:
-            if p != q:
-                assert not q.startswith(p), f"group prefix {p!r} also covers {q!r}"
+    groups = [(u, a) for u in users.values() for a in u.acls if a.resource_type == "group"]
+    names = [a.name for _, a in groups]
+    assert len(set(names)) == len(names)
+    for user, acl in groups:
+        for other, prefix in groups:
+            if prefix.pattern_type != "prefix" or other is user or not acl.name.startswith(prefix.name):
+                continue
+            # The one overlap allowed: a desk's group inside its own operator's prefix
+            # (the desk plays that operator), never another operator's.
+            assert user.desk is not None and other.operator == user.desk, \
+                f"group prefix {prefix.name!r} of {other.name} also covers {acl.name!r} of {user.name}"
 
 
 # --------------------------------------------------------------------------- platform users
@@ -109,11 +114,12 @@ def test_platform_users(topics: TopicsFile, users: dict[str, generate.User]) -> 
     assert all(a.pattern_type == "literal" for a in referral.acls if a.resource_type == "topic")
 
     notifications = users["relais-notifications"]
-    assert readable(notifications) == {"referrals", "sites", "privacy"}
+    # `notifications`: only to leave its broker-loss marker there (see test_broker_loss_markers).
+    assert readable(notifications) == {"referrals", "sites", "privacy", "notifications"}
     assert writable(notifications) == {"notifications", "privacy", "referrals.dlq", "sites.dlq", "privacy.dlq"}
 
     sites = users["relais-sites"]
-    assert readable(sites) == set()
+    assert readable(sites) == {"sites"}   # its own topic, for its broker-loss marker only
     assert writable(sites) == {"sites"}
 
     ops = users["relais-ops"]
@@ -124,7 +130,7 @@ def test_platform_users(topics: TopicsFile, users: dict[str, generate.User]) -> 
               for u in (referral, notifications, sites, ops)}
     assert groups == {"relais-referral": [("relais-referral-", "prefix")],
                       "relais-notifications": [("relais-notifications", "prefix")],
-                      "relais-sites": [], "relais-ops": []}
+                      "relais-sites": [("relais-sites-broker-marker", "literal")], "relais-ops": []}
 
 
 def test_privacy_is_for_the_platform_only(topics: TopicsFile, users: dict[str, generate.User]) -> None:
@@ -134,9 +140,10 @@ def test_privacy_is_for_the_platform_only(topics: TopicsFile, users: dict[str, g
     assert spec.partitions == 3
     assert spec.config["retention.ms"] == "604800000"   # 7 days
     on_privacy = {u.name: topic_ops(u)["privacy"] for u in users.values() if "privacy" in topic_ops(u)}
-    assert on_privacy == {"relais-referral": {"Read", "Write", "Describe"},
-                          "relais-notifications": {"Read", "Write", "Describe"},
-                          "relais-ops": {"Write", "Describe"}}   # replay of its dead letters
+    recreate = {"Create", "DescribeConfigs"}
+    assert on_privacy == {"relais-referral": {"Read", "Write", "Describe"} | recreate,
+                          "relais-notifications": {"Read", "Write", "Describe"} | recreate,
+                          "relais-ops": {"Write", "Describe"} | recreate}   # replay of its dead letters
     for code in topics.operators:
         names = {a.name for a in users[f"operator-{code}"].acls}
         assert not {n for n in names if n.startswith("privacy")}, code
@@ -248,3 +255,132 @@ def test_acls_script(users: dict[str, generate.User], files: dict[str, str]) -> 
         env = user.password_env
         assert f'"SCRAM-SHA-512=[password=${{{env}}}]" --entity-type users --entity-name {user.name}' in script
         assert f': "${{{env}:?' in script
+
+
+# --------------------------------------------------------------------------- least privilege
+
+def holders(users: dict[str, generate.User], topic: str, operation: str) -> set[str]:
+    return {u.name for u in users.values() if operation in u.on_topic(topic)}
+
+
+def test_desk_users_play_their_operator_and_nothing_more(
+        topics: TopicsFile, users: dict[str, generate.User]) -> None:
+    from relais_desk.service_layer import actions, inbox
+    for code in topics.operators:
+        desk = users[f"relais-desk-{code}"]
+        assert desk.desk == code and desk.operator is None
+        assert topic_ops(desk) == {
+            inbox.topic(code): {"Read", "Describe", "Create", "DescribeConfigs"},
+            actions.topic(code): {"Write", "Describe", "Create", "DescribeConfigs"},
+            f"{inbox.topic(code)}.dlq": {"Write", "Describe", "Create", "DescribeConfigs"},
+        }
+        groups = [(a.name, a.pattern_type, a.operations) for a in desk.acls if a.resource_type == "group"]
+        schema = f"desk_{code.replace('-', '_')}"
+        assert groups == [(inbox.group(code), "literal", ("Read",)),   # the group the desk really uses
+                          (f"relais-{schema}-broker-marker", "literal", ("Read",))]
+
+
+def test_nobody_but_the_referral_service_and_replay_writes_an_inbox(
+        topics: TopicsFile, users: dict[str, generate.User]) -> None:
+    # The attacker's case of the issue: a `referral.routed` forged on an inbox, or a
+    # `referral.answered` forged on `referrals` (a mail sent as France Services).
+    for code in topics.operators:
+        assert holders(users, topics.inbox(code), "Write") == {"relais-referral", "relais-ops"}
+    assert holders(users, "referrals", "Write") == {"relais-referral", "relais-ops"}
+    assert "relais-notifications" not in {n for t in topics.names() if ".inbox" in t or ".outbox" in t
+                                          for n in holders(users, t, "Write") | holders(users, t, "Read")}
+
+
+def test_an_operators_inbox_is_read_by_that_operator_and_its_desk_only(
+        topics: TopicsFile, users: dict[str, generate.User]) -> None:
+    for code in topics.operators:
+        assert holders(users, topics.inbox(code), "Read") == {f"operator-{code}", f"relais-desk-{code}"}
+        assert holders(users, topics.outbox(code), "Write") == {f"operator-{code}", f"relais-desk-{code}",
+                                                               "relais-ops"}
+        assert holders(users, topics.outbox(code), "Read") == {"relais-referral"}
+
+
+def test_sites_reads_nothing_and_notifications_cannot_read_what_it_has_no_use_for(
+        users: dict[str, generate.User]) -> None:
+    assert holders(users, "referrals", "Read") == {"relais-referral", "relais-notifications"}
+    assert "relais-sites" not in holders(users, "referrals", "Read")
+    assert readable(users["relais-sites"]) == {"sites"}
+    assert holders(users, "sites", "Write") == {"relais-sites", "relais-ops"}
+    assert holders(users, "visits", "Read") == set()   # no consumer yet: nobody reads it
+    assert holders(users, "notifications", "Write") == {"relais-notifications", "relais-ops"}
+
+
+def test_dead_letters_are_read_by_ops_only(topics: TopicsFile, users: dict[str, generate.User]) -> None:
+    for name in topics.names():
+        if name.endswith(".dlq"):
+            assert holders(users, name, "Read") == {"relais-ops"}, name
+
+
+def test_only_platform_principals_may_create_topics_and_only_their_own(
+        topics: TopicsFile, users: dict[str, generate.User]) -> None:
+    for user in users.values():
+        for name, ops in topic_ops(user).items():
+            if user.operator is not None:   # an operator's own system, outside the platform
+                assert not ops & {"Create", "DescribeConfigs"}, (user.name, name)
+            else:   # recreate after a broker loss what it reads or writes, nothing else
+                assert {"Create", "DescribeConfigs"} <= ops, (user.name, name)
+                assert ops & {"Read", "Write"}, (user.name, name)
+
+
+def test_no_cluster_rights_no_wildcards_no_all(users: dict[str, generate.User]) -> None:
+    for user in users.values():
+        for acl in user.acls:
+            assert acl.resource_type in ("topic", "group"), (user.name, acl)
+            assert "*" not in acl.name and acl.name, (user.name, acl)
+            assert not {"All", "Alter", "AlterConfigs", "Delete", "ClusterAction"} & set(acl.operations), \
+                (user.name, acl)
+            if acl.resource_type == "topic":
+                assert acl.pattern_type == "literal", (user.name, acl)
+
+
+def test_the_simulator_is_not_a_production_principal(users: dict[str, generate.User]) -> None:
+    assert not [name for name in users if "simulator" in name]
+    assert set(users) == ({f"operator-{c}" for c in generate.load_topics(TOPICS_PATH).operators}
+                          | {f"relais-desk-{c}" for c in generate.load_topics(TOPICS_PATH).operators}
+                          | {"relais-referral", "relais-notifications", "relais-sites", "relais-ops"})
+
+
+def test_broker_loss_markers(topics: TopicsFile, users: dict[str, generate.User]) -> None:
+    # relais_kit.recovery commits a marker offset in `relais-<schema>-broker-marker` on
+    # partition 0 of the first (by name) of the service's topics: OffsetCommit needs Read
+    # on that group and that topic. Pinned here against the recovery code itself.
+    from relais_kit import recovery
+    source = Path(recovery.__file__).read_text()
+    assert 'f"relais-{schema}-broker-marker"' in source and "min(names)" in source
+    from relais_desk.settings import DeskSettings
+    schemas = {"relais-referral": "referral", "relais-notifications": "notifications", "relais-sites": "sites"}
+    for code in topics.operators:
+        desk = DeskSettings.model_construct(operator=code, db_schema=None)
+        schemas[f"relais-desk-{code}"] = desk.schema_name
+    for name, schema in schemas.items():
+        user = users[name]
+        own = [t for t, ops in topic_ops(user).items() if not t.endswith(".dlq") and ops & {"Read", "Write"}]
+        marker = min(own)
+        assert {"Read", "Describe"} <= user.on_topic(marker), (name, marker)
+        group = f"relais-{schema}-broker-marker"
+        assert any(a.resource_type == "group" and "Read" in a.operations
+                   and (a.name == group or (a.pattern_type == "prefix" and group.startswith(a.name)))
+                   for a in user.acls), (name, group)
+
+
+def test_every_group_of_notifications_is_covered() -> None:
+    from relais_notifications.service_layer import handlers, privacy, sites_view
+    for group in (handlers.GROUP, privacy.GROUP, sites_view.GROUP):
+        assert group.startswith("relais-notifications"), group
+
+
+def test_a_widened_table_is_caught(topics: TopicsFile, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The checks above must fail on a table that gives too much: here, notifications
+    # allowed to write every inbox.
+    leaky = [generate.PlatformUser("relais-notifications", "leaky", reads=("referrals",),
+                                   writes=("notifications", "operator.{operator}.inbox"))]
+    monkeypatch.setattr(generate, "PLATFORM_USERS", tuple(
+        leaky[0] if spec.name == "relais-notifications" else spec for spec in generate.PLATFORM_USERS))
+    widened = {u.name: u for u in generate.build_users(topics)}
+    with pytest.raises(AssertionError):
+        test_nobody_but_the_referral_service_and_replay_writes_an_inbox(topics, widened)
