@@ -5,11 +5,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PYTHONPATH := libs/relais_kit:services/referral:services/sites:services/notifications:services/desk:conformance:.
 
-.PHONY: install run test test-unit test-integration test-e2e test-faults test-browser screens chromium lint typecheck contract contract-release bench lock clean
+.PHONY: install run test deploy-check prometheus test-unit test-integration test-e2e test-faults test-browser screens chromium lint typecheck contract contract-release bench lock clean
 
 # npm projects: the DSFR styles of the server-rendered UIs (desk, adviser pages), the Node.js operator example, the
-# AsyncAPI validator and HTML generator of the contract guards.
-NPM_PROJECTS := libs/relais_kit examples/node-kafkajs tools/contract
+# AsyncAPI validator and HTML generator of the contract guards, the image definition's linter.
+NPM_PROJECTS := libs/relais_kit examples/node-kafkajs tools/contract deploy/container
 
 install: $(VENV)/.installed $(NPM_PROJECTS:%=%/node_modules/.package-lock.json)
 
@@ -26,8 +26,19 @@ $(VENV)/.installed: requirements.txt
 run: install
 	$(BIN)/python -m deploy.local.run
 
-test: install chromium lint typecheck contract
+test: install chromium prometheus lint typecheck contract
 	$(BIN)/pytest -q
+
+# Debian's Prometheus, for promtool (deploy/prometheus checks); does nothing when present.
+prometheus:
+	bash deploy/prometheus/install-prometheus.sh
+
+# The deployment files alone: generated ACLs up to date, compose against its schema,
+# Kubernetes resources against theirs, the image definition linted.
+deploy-check: install prometheus
+	$(BIN)/python deploy/kafka/generate.py --out deploy/kafka/generated --check
+	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
+	$(BIN)/pytest -q tests/unit/test_deploy_manifests.py tests/unit/test_deploy_acls.py
 
 # Debian's Chromium (and its French locale) for the browser tests; does nothing when present.
 chromium:
@@ -58,7 +69,7 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy libs/relais_kit/relais_kit services simulator deploy/local deploy/kafka bench tools/contract conformance/relais_conformance
+	$(BIN)/mypy libs/relais_kit/relais_kit services simulator deploy/local deploy/kafka bench tools/contract conformance/relais_conformance deploy/container
 
 # The contract guards: AsyncAPI validation, compatibility with the last release
 # (schemas/released/), the HTML reference in build/contract/index.html.
