@@ -77,7 +77,6 @@ async def running_desk(monkeypatch: pytest.MonkeyPatch, database_url: str,
     monkeypatch.setenv("RELAIS_DESK_OPERATOR", OPERATOR)
     monkeypatch.setenv("RELAIS_DEMO_DATA", "1")
     monkeypatch.setenv("RELAIS_ENV", "dev")
-    monkeypatch.setenv("RELAIS_JWT_SECRET", "test-secret-for-the-operator-desk-0123456789")
     monkeypatch.delenv("RELAIS_DESK_PRIVATE_KEY", raising=False)
     monkeypatch.delenv("RELAIS_DESK_DB_SCHEMA", raising=False)
     app = create_app()

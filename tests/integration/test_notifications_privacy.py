@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from joserfc.jwk import ECKey
 
 from relais_kit import retention, sealing
-from relais_kit.auth import User, issue_token
+from relais_kit.auth import User
 from relais_kit.contract import load_contract
 from relais_kit.embedded import free_port
 from relais_kit.envelope import event_type, now
@@ -34,10 +34,10 @@ from relais_notifications.app import create_app
 from relais_notifications.domain.privacy import answer_event_id
 from relais_notifications.settings import NotificationsSettings
 from tests.support import dump_schema, eventually, headers, of_type, produce
+from tests.tokens_support import JWKS_URL, bearer_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-SECRET = "test-secret-for-the-notifications-privacy-tests"
 CONTRACT = load_contract(REPO_ROOT / "schemas")
 AGEN, AGEN_BUS, MERIGNAC, MARTIGNAS = ("agen-leon-blum-poste", "agen-bus-albret", "merignac-centre",
                                        "martignas-sur-jalle-poste")
@@ -78,7 +78,7 @@ def answered(site_id: str, channel: str, *, adviser_id: str | None = None, name:
 
 
 def token(user: User) -> dict[str, str]:
-    return {"Authorization": f"Bearer {issue_token(user, SECRET)}"}
+    return bearer_for(user)
 
 
 def adviser(site_id: str) -> User:
@@ -143,7 +143,7 @@ async def svc(module_database_url: str, kafka_bootstrap: str,
               tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Service]:
     spool: Path = tmp_path_factory.mktemp("sms")
     settings = NotificationsSettings(
-        DATABASE_URL=module_database_url, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, RELAIS_JWT_SECRET=SECRET,
+        DATABASE_URL=module_database_url, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, RELAIS_TOKEN_JWKS_URL=JWKS_URL,
         RELAIS_SMTP_PORT=free_port(), RELAIS_SMTP_TIMEOUT_S=5, RELAIS_SMS_SPOOL=spool,
         RELAIS_NOTIFICATIONS_MAX_ATTEMPTS=1000, RELAIS_NOTIFICATIONS_RETRY_BASE_S=0.05,
         RELAIS_NOTIFICATIONS_RETRY_MAX_S=2, RELAIS_NOTIFICATIONS_POLL_S=0.5)  # type: ignore[call-arg]

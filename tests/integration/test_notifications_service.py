@@ -22,18 +22,20 @@ from aiokafka.structs import RecordMetadata, TopicPartition
 
 from deploy.local.mailbox import Mailbox
 from relais_kit import kafka
-from relais_kit.auth import User, issue_token
+from relais_kit.auth import REFERRAL_ISSUER, User, issue_token
 from relais_kit.contract import Contract, load_contract
 from relais_kit.embedded import free_port
 from relais_kit.envelope import CloudEvent, event_type, to_record
 from relais_kit.runtime import until_ready
 from relais_kit.settings import REPO_ROOT
+from relais_kit.tokenkeys import TokenKeySet, new_key
+from relais_kit.tokens import FixedKeys, TokenSigner
 from relais_notifications.adapters.sms import SpoolSmsGateway
 from relais_notifications.app import create_app
 from relais_notifications.domain.model import delivery_id
 from tests.support import eventually
+from tests.tokens_support import JWKS_URL, token_for
 
-SECRET = "test-secret-for-the-notifications-service"
 GROUP = "relais-notifications"
 SENT = event_type("notification.sent")
 FAILED = event_type("notification.failed")
@@ -172,7 +174,7 @@ async def running_service(monkeypatch: pytest.MonkeyPatch, database_url: str, ka
     smtp_port = free_port()  # with no mailbox on it, a closed port: the SMTP server is down
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
-    monkeypatch.setenv("RELAIS_JWT_SECRET", SECRET)
+    monkeypatch.setenv("RELAIS_TOKEN_JWKS_URL", JWKS_URL)
     monkeypatch.setenv("RELAIS_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("RELAIS_SMTP_PORT", str(smtp_port))
     monkeypatch.setenv("RELAIS_SMTP_TIMEOUT_S", "5")
@@ -198,7 +200,7 @@ async def running_service(monkeypatch: pytest.MonkeyPatch, database_url: str, ka
 
 
 def bearer(role: str = "adviser") -> dict[str, str]:
-    token = issue_token(User("adv-agen-0142", role, "agen-leon-blum-poste", "Camille Martin"), SECRET)
+    token = token_for(User("adv-agen-0142", role, "agen-leon-blum-poste", "Camille Martin"))
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -288,7 +290,8 @@ async def test_email_sent_once_announced_once_and_listed(
 
         assert (await svc.client.get("/api/v1/notifications",
                                      params={"referral_id": referral_id})).status_code == 401
-        bad_token = {"Authorization": "Bearer " + issue_token(User("x", "adviser", None, "x"), "other")}
+        stranger = TokenSigner(FixedKeys(TokenKeySet.of(new_key())), REFERRAL_ISSUER)
+        bad_token = {"Authorization": "Bearer " + issue_token(User("x", "adviser", None, "x"), stranger)}
         assert (await svc.client.get("/api/v1/notifications", params={"referral_id": referral_id},
                                      headers=bad_token)).status_code == 401
         not_uuid = await svc.client.get("/api/v1/notifications", params={"referral_id": "42"},

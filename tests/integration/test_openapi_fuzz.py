@@ -32,8 +32,8 @@ from relais_referral.app import create_app as referral_app
 from relais_referral.settings import ReferralSettings
 from relais_sites.app import create_app as sites_app
 from relais_sites.settings import SitesSettings
+from tests.tokens_support import JWKS_URL, KEYS_FILE
 
-SECRET = "test-secret-for-the-openapi-fuzz"
 EXAMPLES_PER_MODE = 20  # per operation, auth and generation mode: the file stays under ~90 s
 USERS = {"adviser": "demo-adviser", "ops": "demo-ops", "supervisor": "demo-supervisor", "anonymous": None}
 # The referral service's API is the advisers' (a supervisor reads through its pages).
@@ -88,15 +88,18 @@ def services(module_database_url: str, kafka_bootstrap: str) -> Iterator[dict[st
     """The three services, each in a thread of its own with its lifespan, sharing the
     module's database (a schema each) and the broker, as under `make run`."""
     common: dict[str, Any] = {"DATABASE_URL": module_database_url, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-                              "RELAIS_JWT_SECRET": SECRET, "RELAIS_LOG_LEVEL": "warning"}
+                              "RELAIS_LOG_LEVEL": "warning"}
+    # The referral service signs with the test keys, whose JWKS the other two read from a file.
+    tokens = {"RELAIS_TOKEN_KEYS_FILE": str(KEYS_FILE), "RELAIS_TOKEN_JWKS_URL": JWKS_URL}
     spool = Path(tempfile.mkdtemp(prefix="relais-fuzz-sms-"))
     apps = {
         # Demo sites: the registry and the referral service's view are not empty.
-        "sites": sites_app(SitesSettings(**common, RELAIS_DEMO_DATA=True)),
+        "sites": sites_app(SitesSettings(**common, **tokens, RELAIS_DEMO_DATA=True)),
         # The fuzzer signs in more often than people do.
-        "referral": referral_app(ReferralSettings(**common, RELAIS_SIGNIN_LIMIT_PER_ACCOUNT="100000 per minute",
+        "referral": referral_app(ReferralSettings(**common, **tokens,
+                                                  RELAIS_SIGNIN_LIMIT_PER_ACCOUNT="100000 per minute",
                                                   RELAIS_SIGNIN_LIMIT_PER_ADDRESS="100000 per minute")),
-        "notifications": notifications_app(NotificationsSettings(**common, RELAIS_SMS_SPOOL=spool,
+        "notifications": notifications_app(NotificationsSettings(**common, **tokens, RELAIS_SMS_SPOOL=spool,
                                                                  RELAIS_SMTP_PORT=free_port())),
     }
     running: dict[str, Running] = {}

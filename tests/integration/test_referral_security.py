@@ -16,7 +16,9 @@ import sys
 import uuid
 from asyncio.subprocess import PIPE
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -26,8 +28,9 @@ import pytest_asyncio
 from fastapi import FastAPI
 from joserfc.jwk import ECKey
 
-from relais_kit import passwords, sealing
-from relais_kit.auth import User, issue_token
+from relais_kit import passwords, sealing, tokenkeys
+from relais_kit.auth import User, api_audience, issue_token
+from relais_kit.envelope import now
 from relais_kit.settings import REPO_ROOT
 from relais_kit.topics import load_topics
 from relais_referral import accounts as accounts_command
@@ -190,17 +193,20 @@ async def test_a_revoked_token_opens_nothing(api: httpx.AsyncClient) -> None:
 
 
 async def test_a_token_needs_a_live_session_of_its_account_and_a_role(api: httpx.AsyncClient) -> None:
-    secret = app_of(api).state.jwt_secret
+    signer = app_of(api).state.token_signer  # the issuer's own keys, as if stolen
     ghost = User("ghost", "adviser", SITE_ID, "Personne", session_id="made-up-session")
-    assert await opens(api, {"Authorization": f"Bearer {issue_token(ghost, secret)}"}) == 401
+    assert await opens(api, {"Authorization": f"Bearer {issue_token(ghost, signer)}"}) == 401
     unbound = User("demo-adviser", "adviser", SITE_ID, "Sophie Conseillère")  # as tokens were: no session
-    assert await opens(api, {"Authorization": f"Bearer {issue_token(unbound, secret)}"}) == 401
-    real = jwt.decode(bearer(await token(api, "demo-adviser", "10.9.8.1"))["Authorization"][7:], secret,
-                      algorithms=["HS256"])
-    for claims in ({k: v for k, v in real.items() if k != "role"}, {**real, "role": "superuser"}):
-        forged = jwt.encode(claims, secret, algorithm="HS256")
-        assert await opens(api, {"Authorization": f"Bearer {forged}"}) == 401
-    assert await opens(api, {"Authorization": f"Bearer {jwt.encode(real, secret, algorithm='HS256')}"}) == 404
+    assert await opens(api, {"Authorization": f"Bearer {issue_token(unbound, signer)}"}) == 401
+    real = jwt.decode(bearer(await token(api, "demo-adviser", "10.9.8.1"))["Authorization"][7:],
+                      options={"verify_signature": False})
+    claims_only = {k: v for k, v in real.items() if k not in ("iss", "aud", "iat", "exp")}
+
+    def signed(claims: dict[str, Any]) -> str:
+        return str(signer.sign(claims, audience=real["aud"], expires_at=now() + timedelta(minutes=5)))
+    for claims in ({k: v for k, v in claims_only.items() if k != "role"}, {**claims_only, "role": "superuser"}):
+        assert await opens(api, {"Authorization": f"Bearer {signed(claims)}"}) == 401
+    assert await opens(api, {"Authorization": f"Bearer {signed(claims_only)}"}) == 404
 
 
 async def command(api: httpx.AsyncClient, *argv: str) -> str:
@@ -234,8 +240,8 @@ async def test_a_change_of_role_or_site_ends_the_accounts_sessions(api: httpx.As
     promoted = bearer(await token(api, "moving", "10.9.10.1"))  # the password was kept
     said = await command(api, "add", "moving", "--role", "supervisor", "--department", "47", "--name", "N")
     assert said == "moving: updated; 1 session(s) ended" and await opens(api, promoted) == 401
-    claims = jwt.decode(bearer(await token(api, "moving", "10.9.10.1"))["Authorization"][7:],
-                        app_of(api).state.jwt_secret, algorithms=["HS256"])
+    fresh = bearer(await token(api, "moving", "10.9.10.1"))["Authorization"][7:]
+    claims = app_of(api).state.token_signer.verify(fresh, audience=api_audience("referral"))
     assert (claims["role"], claims["department"], "site_id" in claims) == ("supervisor", "47", False)
 
 
@@ -344,7 +350,9 @@ async def test_production_serves_no_api_map_and_sends_hsts(tmp_path: Path) -> No
     for operator in load_topics(REPO_ROOT / "deploy" / "topics.yaml").operators:
         key = ECKey.generate_key("P-256", parameters={"kid": f"{operator}-2027"}, private=True)
         sealing.public_key_path(keys, operator).write_text(json.dumps(key.as_dict(private=False)))
-    app = create_app(ReferralSettings(RELAIS_ENV="production", RELAIS_JWT_SECRET="a-production-secret-" * 2,
+    tokenkeys.cmd_new(tmp_path / "token-keys.json")
+    app = create_app(ReferralSettings(RELAIS_ENV="production",
+                                      RELAIS_TOKEN_KEYS_FILE=str(tmp_path / "token-keys.json"),
                                       RELAIS_DATA_KEYS_FILE=str(tmp_path / "data-keys.json"),
                                       RELAIS_OPERATOR_KEYS_DIR=str(keys)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://relais.example") as web:

@@ -17,22 +17,24 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from fastapi import FastAPI
 
-from relais_kit.auth import User, issue_token
+from relais_kit.auth import REFERRAL_ISSUER, User, issue_token
 from relais_kit.contract import load_contract
 from relais_kit.runtime import until_ready
 from relais_kit.settings import REPO_ROOT
+from relais_kit.tokenkeys import TokenKeySet, new_key
+from relais_kit.tokens import FixedKeys, TokenSigner
 from relais_sites.app import create_app
 from relais_sites.entrypoints.demo import load_demo_sites
 from relais_sites.settings import SitesSettings, load_settings
+from tests.tokens_support import JWKS_URL, bearer_for
 
-SECRET = "test-secret-for-the-sites-service"
 UPSERTED = "fr.franceservices.site.upserted.v1"
 RETIRED = "fr.franceservices.site.retired.v1"
 
 
 def bearer(role: str, *, site_id: str | None = None, department: str | None = None) -> dict[str, str]:
     user = User(f"{role}-{department or site_id or 1}", role, site_id, f"Test {role}", department=department)
-    return {"Authorization": f"Bearer {issue_token(user, SECRET)}"}
+    return bearer_for(user)
 
 
 OPS = bearer("ops")
@@ -46,7 +48,7 @@ SUPERVISOR_NOWHERE = bearer("supervisor")  # an account naming no department
 def env(monkeypatch: pytest.MonkeyPatch, database_url: str, kafka_bootstrap: str) -> None:
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
-    monkeypatch.setenv("RELAIS_JWT_SECRET", SECRET)
+    monkeypatch.setenv("RELAIS_TOKEN_JWKS_URL", JWKS_URL)
     monkeypatch.setenv("RELAIS_DEMO_DATA", "0")
 
 
@@ -254,8 +256,8 @@ async def test_auth(client: httpx.AsyncClient) -> None:
     body = a_site(new_id())
     assert (await client.post("/api/v1/sites", json=body)).status_code == 401
     assert (await client.get("/api/v1/sites")).status_code == 401
-    other_secret = "another-secret-that-is-long-enough-for-hs256"
-    forged = {"Authorization": "Bearer " + issue_token(User("x", "ops", None, "x"), other_secret)}
+    stranger = TokenSigner(FixedKeys(TokenKeySet.of(new_key())), REFERRAL_ISSUER)  # not the issuer's keys
+    forged = {"Authorization": "Bearer " + issue_token(User("x", "ops", None, "x"), stranger)}
     assert (await client.post("/api/v1/sites", json=body, headers=forged)).status_code == 401
     assert (await client.post("/api/v1/sites", json=body, headers=ADVISER)).status_code == 403
     assert (await client.delete(f"/api/v1/sites/{body['site_id']}", headers=ADVISER)).status_code == 403
@@ -307,7 +309,7 @@ VIGNY_MAIRIE, PONT_DU_CASSE = "vigny-mairie", "pont-du-casse-mairie"
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def registry(module_database_url: str, kafka_bootstrap: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = SitesSettings(  # type: ignore[call-arg]
-        DATABASE_URL=module_database_url, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, RELAIS_JWT_SECRET=SECRET,
+        DATABASE_URL=module_database_url, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, RELAIS_TOKEN_JWKS_URL=JWKS_URL,
         RELAIS_DEMO_DATA=True)
     async with running(create_app(settings)) as client:
         yield client

@@ -23,6 +23,9 @@ import pytest
 import pytest_asyncio
 from fastapi import FastAPI
 
+from relais_kit.auth import REFERRAL_ISSUER, User, issue_token
+from relais_kit.tokenkeys import TokenKeySet, new_key
+from relais_kit.tokens import FixedKeys, TokenSigner
 from relais_referral import accounts as accounts_command
 from relais_referral.adapters import oidc
 from relais_referral.entrypoints.ui.proconnect import config_of
@@ -299,11 +302,14 @@ async def test_proconnect_is_off_without_an_issuer_and_checked_with_one() -> Non
 
 
 async def test_the_attempt_cookie_cannot_be_forged_nor_kept() -> None:
-    key = oidc.transaction_key("secret")
+    key = TokenSigner(FixedKeys(TokenKeySet.of(new_key("k1"))), REFERRAL_ISSUER)
+    other = TokenSigner(FixedKeys(TokenKeySet.of(new_key("k1"))), REFERRAL_ISSUER)
     attempt = oidc.new_transaction("/demandes")
     assert oidc.unseal(oidc.seal(attempt, key), key) == attempt
-    assert oidc.unseal(oidc.seal(attempt, oidc.transaction_key("other")), key) is None
+    assert oidc.unseal(oidc.seal(attempt, other), key) is None
     assert oidc.unseal(oidc.seal(attempt, key, at=0), key) is None  # older than ten minutes
+    bearer = issue_token(User("u", "ops", None, "U"), key)  # signed by the same keys, for the APIs
+    assert oidc.unseal(bearer, key) is None
     assert len(attempt.code_challenge) == 43 and "=" not in attempt.code_challenge
 
 

@@ -15,9 +15,10 @@ from joserfc.jwk import ECKey
 from relais_desk.adapters.keys import KeyProblem
 from relais_desk.app import create_app
 from relais_desk.settings import DEMO_KEYS, DeskSettings
+from relais_kit import tokenkeys
 
 PRODUCTION: dict[str, Any] = {"RELAIS_ENV": "production", "RELAIS_DESK_OPERATOR": "justice",
-                              "RELAIS_JWT_SECRET": "a-production-secret-0123456789abcdef",
+                              "RELAIS_TOKEN_KEYS_FILE": "/run/secrets/desk-justice-token-keys.json",
                               "RELAIS_DATA_KEYS_FILE": "/run/secrets/desk-justice-data-keys.json"}
 
 
@@ -42,8 +43,11 @@ def test_production_takes_a_key_of_the_operators_own(tmp_path: Path) -> None:
     own = tmp_path / "justice.private.jwk.json"
     own.write_text(json.dumps({**ECKey.generate_key("P-256", private=True).as_dict(private=True),
                                "kid": "justice-2026-12"}))
-    app = create_app(settings(RELAIS_DESK_PRIVATE_KEY=str(own)))
+    tokens = tmp_path / "token-keys.json"
+    tokenkeys.cmd_new(tokens)
+    app = create_app(settings(RELAIS_DESK_PRIVATE_KEY=str(own), RELAIS_TOKEN_KEYS_FILE=str(tokens)))
     assert app.title.endswith("(justice)")
+    assert app.state.token_signer.issuer == "relais-desk:justice"
 
 
 def test_outside_production_the_demo_key_is_the_default(tmp_path: Path) -> None:

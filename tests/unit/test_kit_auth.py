@@ -1,5 +1,6 @@
 """Bearer tokens (relais_kit.auth): nothing defaults to a role, every claim the platform
-relies on round-trips, and the issuer's check of the session refuses an ended one."""
+relies on round-trips, and the issuer's check of the session refuses an ended one.
+(The attacks on the signature itself: tests/unit/test_tokens.py.)"""
 
 from __future__ import annotations
 
@@ -11,19 +12,34 @@ import jwt
 import pytest
 from fastapi import Depends, FastAPI, HTTPException
 
-from relais_kit.auth import ROLES, User, current_user, issue_token, read_token, require_role
+from relais_kit.auth import (
+    REFERRAL_ISSUER,
+    ROLES,
+    TokenVerifier,
+    User,
+    api_audience,
+    current_user,
+    issue_token,
+    read_token,
+    require_role,
+)
 from relais_kit.envelope import now
+from relais_kit.tokenkeys import TokenKeySet, new_key
+from relais_kit.tokens import FixedKeys, TokenSigner
 
-SECRET = "a-secret-for-the-auth-tests-of-the-kit-0123456789"
+SIGNER = TokenSigner(FixedKeys(TokenKeySet.of(new_key("k1"))), REFERRAL_ISSUER)
+STRANGER = TokenSigner(FixedKeys(TokenKeySet.of(new_key("k1"))), REFERRAL_ISSUER)  # same kid, other key
+VERIFIER = TokenVerifier(SIGNER, audience=api_audience("sites"))
 
 
-def forged(claims: dict[str, Any], secret: str = SECRET) -> str:
-    return jwt.encode({"iat": now(), "exp": now() + timedelta(minutes=5), **claims}, secret, algorithm="HS256")
+def forged(claims: dict[str, Any]) -> str:
+    """Well signed, with whatever claims (the issuer's key in the wrong hands)."""
+    return SIGNER.sign(claims, audience=api_audience("sites"), expires_at=now() + timedelta(minutes=5))
 
 
-def refusal(token: str) -> HTTPException:
+async def refusal(token: str) -> HTTPException:
     with pytest.raises(HTTPException) as refused:
-        read_token(token, SECRET)
+        await read_token(token, VERIFIER)
     return refused.value
 
 
@@ -36,8 +52,8 @@ def test_roles_are_the_three_of_the_platform() -> None:
     User("u-supervisor", "supervisor", None, "Marc Petit", department="47", session_id="s-2"),
     User("u-ops", "ops", None, "Nina Ops"),
 ])
-def test_every_claim_round_trips(who: User) -> None:
-    assert read_token(issue_token(who, SECRET), SECRET) == who
+async def test_every_claim_round_trips(who: User) -> None:
+    assert await read_token(issue_token(who, SIGNER), VERIFIER) == who
 
 
 @pytest.mark.parametrize(("claims", "reason"), [
@@ -49,20 +65,19 @@ def test_every_claim_round_trips(who: User) -> None:
     ({"role": "ops"}, "sub"),
     ({"sub": "", "role": "ops"}, "subject"),
 ])
-def test_a_token_without_a_known_role_or_a_subject_is_refused(claims: dict[str, Any], reason: str) -> None:
-    refused = refusal(forged(claims))
+async def test_a_token_without_a_known_role_or_a_subject_is_refused(claims: dict[str, Any], reason: str) -> None:
+    refused = await refusal(forged(claims))
     assert refused.status_code == 401 and reason in str(refused.detail)
     assert refused.headers == {"WWW-Authenticate": "Bearer"}
 
 
-def test_a_token_expired_forged_or_unsigned_is_refused() -> None:
+async def test_a_token_expired_forged_or_unsigned_is_refused() -> None:
     adviser = User("u1", "adviser", "agen", "Sophie")
-    assert refusal(issue_token(adviser, SECRET, ttl=timedelta(seconds=-1))).status_code == 401
-    assert refusal(issue_token(adviser, "another-secret-of-at-least-thirty-two-bytes")).status_code == 401
+    assert (await refusal(issue_token(adviser, SIGNER, ttl=timedelta(minutes=-5)))).status_code == 401
+    assert (await refusal(issue_token(adviser, STRANGER))).detail == "invalid token: bad signature"
     unsigned = jwt.encode({"sub": "u1", "role": "ops", "exp": now() + timedelta(minutes=5)}, None,
                           algorithm="none")
-    assert refusal(unsigned).status_code == 401
-    assert refusal(forged({"sub": "u1", "role": "ops", "exp": None})).status_code == 401
+    assert (await refusal(unsigned)).status_code == 401
 
 
 class Issuer:
@@ -73,7 +88,7 @@ class Issuer:
         self.alive: set[str] = set()
         self.checked: list[User] = []
         app = FastAPI()
-        app.state.jwt_secret = SECRET
+        app.state.token_verifier = VERIFIER
 
         @app.get("/api/v1/me")
         async def me(user: Annotated[User, Depends(current_user)]) -> dict[str, str | None]:
@@ -99,7 +114,7 @@ ADVISER = User("u1", "adviser", "agen", "Sophie", session_id="s-alive")
 
 async def test_without_a_check_a_well_signed_token_is_enough() -> None:
     issuer = Issuer()
-    async with issuer.client(issue_token(ADVISER, SECRET)) as client:
+    async with issuer.client(issue_token(ADVISER, SIGNER)) as client:
         answer = await client.get("/api/v1/me")
     assert answer.status_code == 200 and answer.json() == {"user_id": "u1", "session_id": "s-alive"}
 
@@ -107,7 +122,7 @@ async def test_without_a_check_a_well_signed_token_is_enough() -> None:
 async def test_a_token_the_issuers_check_rejects_is_refused() -> None:
     issuer = Issuer()
     issuer.app.state.token_check = issuer.check
-    token = issue_token(ADVISER, SECRET)
+    token = issue_token(ADVISER, SIGNER)
     issuer.alive.add("s-alive")
     async with issuer.client(token) as client:
         assert (await client.get("/api/v1/me")).status_code == 200
@@ -123,8 +138,8 @@ async def test_a_role_check_answers_403_to_a_live_session_of_another_role() -> N
     issuer = Issuer()
     issuer.app.state.token_check = issuer.check
     issuer.alive.add("s-alive")
-    async with issuer.client(issue_token(ADVISER, SECRET)) as client:
+    async with issuer.client(issue_token(ADVISER, SIGNER)) as client:
         assert (await client.get("/api/v1/registry")).status_code == 403
     supervisor = User("u2", "supervisor", None, "Marc", department="47", session_id="s-alive")
-    async with issuer.client(issue_token(supervisor, SECRET)) as client:
+    async with issuer.client(issue_token(supervisor, SIGNER)) as client:
         assert (await client.get("/api/v1/registry")).json() == {"user_id": "u2"}

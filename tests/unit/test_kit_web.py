@@ -14,13 +14,13 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel
 
 from relais_kit.runtime import Runtime
-from relais_kit.settings import DEV_SECRET, PlatformSettings
+from relais_kit.settings import PlatformSettings
 from relais_kit.web import BodyLimit, documentation, prepare_app
 
 LIMIT = 4096
 CHUNK = 1000
-SECRET = "a-production-secret-for-the-web-tests-0123456789"
-SETTINGS_VARIABLES = ("RELAIS_ENV", "RELAIS_JWT_SECRET", "RELAIS_DATA_KEYS_FILE", "RELAIS_MAX_BODY_BYTES")
+SETTINGS_VARIABLES = ("RELAIS_ENV", "RELAIS_JWT_SECRET", "RELAIS_DATA_KEYS_FILE", "RELAIS_MAX_BODY_BYTES",
+                      "RELAIS_TOKEN_KEYS_FILE", "RELAIS_TOKEN_JWKS_URL")
 
 
 class Visit(BaseModel):
@@ -37,7 +37,6 @@ def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pyt
 
 def production(environment: pytest.MonkeyPatch, tmp_path: Path) -> PlatformSettings:
     environment.setenv("RELAIS_ENV", "production")
-    environment.setenv("RELAIS_JWT_SECRET", SECRET)
     environment.setenv("RELAIS_DATA_KEYS_FILE", str(tmp_path / "keys.json"))
     return PlatformSettings()
 
@@ -202,28 +201,25 @@ def test_no_relais_env_means_dev(environment: Any) -> None:
 @pytest.mark.parametrize("env", ["prod", "Production", "PRODUCTION", "production ", "staging", ""])
 def test_an_unknown_relais_env_is_refused(environment: pytest.MonkeyPatch, env: str) -> None:
     environment.setenv("RELAIS_ENV", env)
-    environment.setenv("RELAIS_JWT_SECRET", SECRET)
     with pytest.raises(ValueError, match="RELAIS_ENV must be one of dev, test, production"):
         PlatformSettings()
 
 
 def test_production_needs_a_data_key_file(environment: pytest.MonkeyPatch) -> None:
     environment.setenv("RELAIS_ENV", "production")
-    environment.setenv("RELAIS_JWT_SECRET", SECRET)
     with pytest.raises(ValueError, match="RELAIS_DATA_KEYS_FILE must be set"):
         PlatformSettings()
 
 
-def test_production_needs_its_own_jwt_secret(environment: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    environment.setenv("RELAIS_ENV", "production")
+@pytest.mark.parametrize("env", ["dev", "test", "production"])
+def test_the_shared_jwt_secret_of_old_is_refused(environment: pytest.MonkeyPatch, tmp_path: Path, env: str) -> None:
+    environment.setenv("RELAIS_ENV", env)
     environment.setenv("RELAIS_DATA_KEYS_FILE", str(tmp_path / "keys.json"))
-    with pytest.raises(ValueError, match="RELAIS_JWT_SECRET"):
-        PlatformSettings()
-    environment.setenv("RELAIS_JWT_SECRET", DEV_SECRET)
-    with pytest.raises(ValueError, match="RELAIS_JWT_SECRET"):
+    environment.setenv("RELAIS_JWT_SECRET", "a-secret-every-service-once-shared-0123456789")
+    with pytest.raises(ValueError, match="RELAIS_JWT_SECRET is no longer used"):
         PlatformSettings()
 
 
-def test_production_with_its_secret_and_keys_starts(environment: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_production_with_its_keys_starts(environment: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings = production(environment, tmp_path)
     assert settings.production and settings.data_keys_path("referral") == tmp_path / "keys.json"

@@ -13,11 +13,12 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import Response
 
 from relais_kit import webui
-from relais_kit.auth import read_token
+from relais_kit.auth import REFERRAL_ISSUER, TokenVerifier, api_audience, read_token
+from relais_kit.tokenkeys import TokenKeySet, new_key
+from relais_kit.tokens import FixedKeys, TokenSigner
 
-SECRET = "a-secret-for-the-webui-tests-of-the-kit"
 LABEL = "tests"
-KEY = webui.session_key(SECRET, LABEL)
+KEY = TokenSigner(FixedKeys(TokenKeySet.of(new_key("k1"))), REFERRAL_ISSUER)
 AUD = f"relais-ui:{LABEL}"
 NOW = datetime.now(UTC)
 
@@ -43,18 +44,18 @@ def test_nonsense_is_no_session(token: str | None) -> None:
     assert webui.decode(token, KEY, AUD) is None
 
 
-def test_a_forged_expired_or_foreign_session_is_refused() -> None:
+async def test_a_forged_expired_or_foreign_session_is_refused() -> None:
     session = webui.new_session(NOW, timedelta(hours=1), user_id="u1")
     token = webui.encode(session, KEY, AUD)
     header, payload, signature = token.split(".")
     assert webui.decode(f"{header}.{payload}.{signature[::-1]}", KEY, AUD) is None
     expired = webui.new_session(NOW - timedelta(hours=2), timedelta(hours=1), user_id="u1")
     assert webui.decode(webui.encode(expired, KEY, AUD), KEY, AUD) is None
-    other = webui.session_key(SECRET, "another-app")
+    other = TokenSigner(FixedKeys(TokenKeySet.of(new_key("k1"))), REFERRAL_ISSUER)
     assert webui.decode(webui.encode(session, other, AUD), KEY, AUD) is None
     assert webui.decode(token, KEY, "relais-ui:another-app") is None
-    with pytest.raises(HTTPException):  # never a bearer token of the APIs
-        read_token(token, SECRET)
+    with pytest.raises(HTTPException, match="invalid token"):  # never a bearer token of the APIs
+        await read_token(token, TokenVerifier(KEY, audience=api_audience("referral")))
 
 
 def test_csrf_token_must_match_the_session() -> None:
@@ -107,7 +108,7 @@ def app(tmp_path: Path) -> FastAPI:
         '<form><input name="csrf_token" value="{{ csrf_token }}">{{ errors.get("name", "") }}'
         '{{ who }}</form>')
     registry = MemorySessions()
-    pages = webui.Pages(tmp_path, secret=SECRET, label=LABEL, production=False, registry=lambda request: registry,
+    pages = webui.Pages(tmp_path, signer=KEY, label=LABEL, production=False, registry=lambda request: registry,
                         context=lambda request, session: {"who": session.user_id or "anonyme"})
     app = FastAPI()
     app.state.registry = registry
@@ -186,7 +187,7 @@ async def test_signing_out_ends_the_session_for_every_copy_of_the_cookie(app: Fa
 
 
 async def test_a_signed_in_cookie_without_a_live_server_session_is_anonymous(app: FastAPI) -> None:
-    key = webui.session_key(SECRET, LABEL)
+    key = KEY
     forged = webui.new_session(webui.now(), timedelta(hours=1), user_id="sophie", display_name="Sophie")
     cookie = {"relais_test_ui_session": webui.encode(forged, key, f"relais-ui:{LABEL}")}
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ui",
@@ -208,5 +209,5 @@ async def test_forms_may_lead_only_to_the_named_identity_provider() -> None:
 
 
 def test_the_cookie_is_secure_in_production(tmp_path: Path) -> None:
-    pages = webui.Pages(tmp_path, secret=SECRET, label=LABEL, production=True, registry=lambda request: None)
+    pages = webui.Pages(tmp_path, signer=KEY, label=LABEL, production=True, registry=lambda request: None)
     assert pages.cookie.startswith("__Host-") and pages.production

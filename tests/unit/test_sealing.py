@@ -7,7 +7,7 @@ import pytest
 from joserfc import jwe
 from joserfc.jwk import ECKey
 
-from relais_kit import sealing
+from relais_kit import sealing, tokenkeys
 from relais_kit.sealing import OperatorKeys, SealingError
 from relais_kit.settings import REPO_ROOT
 from relais_kit.topics import load_topics
@@ -89,9 +89,11 @@ ALL_OPERATORS = load_topics(REPO_ROOT / "deploy" / "topics.yaml").operators
 
 
 @pytest.fixture
-def production(monkeypatch: pytest.MonkeyPatch) -> None:
+def production(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
     monkeypatch.setenv("RELAIS_ENV", "production")
-    monkeypatch.setenv("RELAIS_JWT_SECRET", "a-real-secret-for-this-test")
+    tokens = tmp_path_factory.mktemp("tokens") / "referral-token-keys.json"
+    tokenkeys.cmd_new(tokens)
+    monkeypatch.setenv("RELAIS_TOKEN_KEYS_FILE", str(tokens))
     monkeypatch.setenv("RELAIS_DATA_KEYS_FILE", "/etc/relais/data-keys.json")
 
 

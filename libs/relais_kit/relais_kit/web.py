@@ -1,5 +1,5 @@
 """What every service's HTTP API shares: error bodies that name the offending field,
-the health route, the JWT secret for bearer tokens, a bound on request bodies (413
+the health route, a bound on request bodies (413
 before anything reads them), and the headers every response needs (no caching of API
 answers, which carry personal data; HSTS in production)."""
 
@@ -215,7 +215,6 @@ def documentation(settings: PlatformSettings) -> dict[str, Any]:
 
 def prepare_app(app: FastAPI, settings: PlatformSettings,
                 runtime: Callable[[], Runtime | None]) -> FastAPI:
-    app.state.jwt_secret = settings.jwt_secret
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(FieldProblem, _field_problem)
     # A backstop: fields should refuse control characters before PostgreSQL does.

@@ -3,9 +3,10 @@ adviser's pages of the referral service): a signed session cookie carrying a CSR
 token, Jinja2 pages rendered with the session in their context, the security headers
 of HTML pages, and the French State design system (DSFR) served at /static/dsfr.
 
-The session cookie is a JWT (HS256) signed with a key derived from RELAIS_JWT_SECRET
-and a label of the application (`desk:justice`, `referral-ui`…): it is never accepted
-as a bearer token by the platform's APIs, nor by another application. Anonymous
+The session cookie is a JWT (ES256) signed with the application's own token keys
+(`relais_kit.tokens`: the referral service's, or the desk's own), its audience naming
+the application (`relais-ui:desk:justice`, `relais-ui:referral-ui`…): it is never
+accepted as a bearer token by the platform's APIs, nor by another application. Anonymous
 visitors get a session too, so that the sign-in form is protected the same way;
 signing in issues a new one (no session fixation). A signed-in cookie also names a
 server-side session (`relais_kit.sessions`), checked at every request: signing out, or
@@ -13,7 +14,6 @@ closing the account, ends it at once — a copy of the cookie then opens nothing
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import secrets
@@ -25,7 +25,6 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import asyncpg
-import jwt
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -35,6 +34,7 @@ from relais_kit import sessions
 from relais_kit.db import DATABASE_AWAY
 from relais_kit.envelope import now
 from relais_kit.logs import log
+from relais_kit.tokens import TokenRefused, TokenSigner
 
 ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -48,11 +48,6 @@ CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src '
 
 
 # -- the session (pure) ----------------------------------------------------------------------
-
-def session_key(secret: str, label: str) -> bytes:
-    """The key of one application's sessions, derived from the platform's secret."""
-    return hmac.new(secret.encode(), f"relais-ui-session:{label}".encode(), hashlib.sha256).digest()
-
 
 @dataclass(frozen=True)
 class Session:
@@ -89,8 +84,8 @@ def new_session(at: datetime, ttl: timedelta, *, user_id: str | None = None,
     return Session(secrets.token_urlsafe(32), at + ttl, user_id, display_name, dict(data or {}), session_id)
 
 
-def encode(session: Session, key: bytes, audience: str) -> str:
-    claims: dict[str, object] = {"aud": audience, "csrf": session.csrf, "exp": session.expires_at}
+def encode(session: Session, signer: TokenSigner, audience: str) -> str:
+    claims: dict[str, object] = {"csrf": session.csrf}
     if session.user_id is not None:
         claims["sub"] = session.user_id
         claims["name"] = session.display_name or session.user_id
@@ -98,18 +93,17 @@ def encode(session: Session, key: bytes, audience: str) -> str:
         claims["data"] = dict(session.data)
     if session.session_id is not None:
         claims["sid"] = session.session_id
-    return jwt.encode(claims, key, algorithm="HS256")
+    return signer.sign(claims, audience=audience, expires_at=session.expires_at)
 
 
-def decode(token: str | None, key: bytes, audience: str) -> Session | None:
+def decode(token: str | None, signer: TokenSigner, audience: str) -> Session | None:
     """The session of a cookie, or None when it is missing, forged, expired or another
     application's."""
     if not token:
         return None
     try:
-        claims = jwt.decode(token, key, algorithms=["HS256"], audience=audience,
-                            options={"require": ["exp", "csrf", "aud"]})
-    except jwt.PyJWTError:
+        claims = signer.verify(token, audience=audience, required=("csrf",))
+    except TokenRefused:
         return None
     csrf = claims.get("csrf")
     if not isinstance(csrf, str) or len(csrf) < 32:
@@ -248,7 +242,7 @@ class Pages:
     to the template's context (e.g. the signed-in user); `globals` are the templates'
     constants."""
 
-    def __init__(self, templates: Path | Iterable[Path], *, secret: str, label: str, production: bool,
+    def __init__(self, templates: Path | Iterable[Path], *, signer: TokenSigner, label: str, production: bool,
                  registry: Callable[[Request], SessionRegistry | None],
                  ttl: timedelta = timedelta(hours=10), cookie: str | None = None,
                  problem_template: str = "problem.html.j2",
@@ -258,7 +252,7 @@ class Pages:
         self.registry = registry
         self.label = label
         self.audience = f"relais-ui:{label}"
-        self.key = session_key(secret, label)
+        self.signer = signer
         self.production = production
         self.ttl = ttl
         self.cookie = cookie or ("__Host-" if production else "") + "relais_" + \
@@ -278,7 +272,7 @@ class Pages:
         known: Session | None = getattr(request.state, "ui_session", None)
         if known is not None:
             return known
-        session = decode(request.cookies.get(self.cookie), self.key, self.audience)
+        session = decode(request.cookies.get(self.cookie), self.signer, self.audience)
         if session is None:
             session = new_session(now(), self.ttl)
             request.state.ui_session_to_set = session
@@ -302,7 +296,7 @@ class Pages:
 
     async def sign_out(self, request: Request) -> None:
         """Ends the server-side session (every copy of the cookie with it)."""
-        ending = decode(request.cookies.get(self.cookie), self.key, self.audience)
+        ending = decode(request.cookies.get(self.cookie), self.signer, self.audience)
         if ending is not None and ending.session_id is not None:
             await self._registry(request).end(ending.session_id)
         self.set_session(request, new_session(now(), self.ttl))
@@ -325,7 +319,7 @@ class Pages:
     async def check_session(self, request: Request) -> None:
         """Before the route: a signed-in cookie whose server-side session ended (signed
         out, account closed, expired) counts as no session at all."""
-        session = decode(request.cookies.get(self.cookie), self.key, self.audience)
+        session = decode(request.cookies.get(self.cookie), self.signer, self.audience)
         if session is None or not session.signed_in:
             return
         registry = self.registry(request)
@@ -337,14 +331,14 @@ class Pages:
     def finish(self, request: Request, response: Response) -> Response:
         session: Session | None = getattr(request.state, "ui_session_to_set", None)
         if session is not None:
-            response.set_cookie(self.cookie, encode(session, self.key, self.audience),
+            response.set_cookie(self.cookie, encode(session, self.signer, self.audience),
                                 max_age=int(self.ttl.total_seconds()), path="/", httponly=True,
                                 samesite="lax", secure=self.production)
         return response
 
     def csrf_ok(self, request: Request, submitted: str | None) -> bool:
         """Checked against the cookie sent, not a session made for this request."""
-        return csrf_ok(decode(request.cookies.get(self.cookie), self.key, self.audience), submitted)
+        return csrf_ok(decode(request.cookies.get(self.cookie), self.signer, self.audience), submitted)
 
     async def checked_form(self, request: Request) -> dict[str, str]:
         """The POSTed form's text fields; raises PageProblem(403) when its CSRF token is

@@ -18,9 +18,11 @@ from relais_desk.entrypoints import web
 from relais_desk.service_layer import accounts, inbox
 from relais_desk.service_layer.actions import source
 from relais_desk.settings import DeskSettings
+from relais_kit import jwks
 from relais_kit.logs import configure_logging, log
 from relais_kit.runtime import Runtime, serving
 from relais_kit.sessions import SESSIONS_MIGRATIONS
+from relais_kit.tokens import signer_from
 from relais_kit.topics import load_topics
 from relais_kit.web import prepare_app
 from relais_kit.webui import mount_dsfr
@@ -28,6 +30,10 @@ from relais_kit.webui import mount_dsfr
 HERE = Path(__file__).parent
 MIGRATIONS = HERE / "migrations"
 SERVICE = "desk"
+
+
+def desk_issuer(operator: str) -> str:
+    return f"relais-desk:{operator}"
 
 
 async def start_runtime(settings: DeskSettings) -> Runtime:
@@ -66,7 +72,12 @@ def create_app(settings: DeskSettings | None = None) -> FastAPI:
     app = FastAPI(title=f"Relais — guichet opérateur ({operator})", version="1", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))
-    web.install(app, settings, key)
+    # The desk's own issuer and keys (its session cookies): nothing the referral service
+    # signs opens the desk, nothing the desk signs opens an API.
+    signer = signer_from(settings, f"desk-{operator}", desk_issuer(operator))
+    app.state.token_signer = signer
+    jwks.publish(app, signer)
+    web.install(app, settings, key, signer)
     app.mount("/static/desk", StaticFiles(directory=HERE / "static"), name="desk-static")
     mount_dsfr(app)
     return app

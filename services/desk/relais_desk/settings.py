@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, field_validator
 
@@ -15,6 +16,8 @@ _CODE = re.compile(r"^[a-z][a-z-]{1,40}$")
 
 
 class DeskSettings(PlatformSettings):
+    # Signs its own tokens with its own keys (RELAIS_TOKEN_KEYS_FILE).
+    token_role: ClassVar[str] = "issuer"
     operator: str = Field(alias="RELAIS_DESK_OPERATOR")
     port: int = Field(default=8003, alias="RELAIS_DESK_PORT")
     host: str = Field(default="127.0.0.1", alias="RELAIS_HOST")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from relais_kit.auth import api_verifier
 from relais_kit.logs import configure_logging
 from relais_kit.runtime import Runtime, serving
 from relais_kit.web import documentation, prepare_app
@@ -55,6 +56,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
             yield
 
     app = FastAPI(title="Relais — notifications", version="1", lifespan=lifespan, **documentation(settings))
+    app.state.token_verifier = api_verifier(settings, "notifications")
     prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))
     app.include_router(api.router)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from email.utils import parseaddr
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -13,6 +14,8 @@ DEFAULT_FROM = "France Services <ne-pas-repondre@france-services.example>"
 
 
 class NotificationsSettings(PlatformSettings):
+    # Verifies the referral service's bearer tokens with its published keys.
+    token_role: ClassVar[str] = "verifier"
     port: int = Field(default=8002, alias="RELAIS_NOTIFICATIONS_PORT")
     smtp_host: str = Field(default="127.0.0.1", alias="RELAIS_SMTP_HOST")
     smtp_port: int = Field(default=8025, alias="RELAIS_SMTP_PORT")

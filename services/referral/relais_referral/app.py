@@ -9,11 +9,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from relais_kit import jwks
+from relais_kit.auth import REFERRAL_ISSUER, TokenVerifier, api_audience
 from relais_kit.logs import configure_logging
 from relais_kit.runtime import Runtime, serving
 from relais_kit.sealing import OperatorKeys
 from relais_kit.sessions import SESSIONS_MIGRATIONS
 from relais_kit.throttle import SignInThrottle
+from relais_kit.tokens import signer_from
 from relais_kit.topics import load_topics
 from relais_kit.web import documentation, prepare_app
 from relais_referral.adapters.sealed import SEALED
@@ -69,9 +72,14 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
                   description="Visits and referrals of France Services advisers, routed to operators.")
     app.state.settings = settings
     app.state.signin_throttle = SignInThrottle(settings.signin_limit_per_account, settings.signin_limit_per_address)
+    # The issuer of the platform's bearer tokens: signs with its private keys, publishes
+    # the public ones (JWKS), checks its own tokens with them, no fetch needed.
+    app.state.token_signer = signer = signer_from(settings, "referral", REFERRAL_ISSUER)
+    app.state.token_verifier = TokenVerifier(signer, audience=api_audience("referral"))
     # Bearer tokens name a session: refused once it ended (revoked, account closed or changed).
     app.state.token_check = lambda user: token_alive(app.state.runtime.pool, user)
     prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))
+    jwks.publish(app, signer)
     app.include_router(router)
     ui.install(app, settings)  # the adviser's pages (HTML)
     return app

@@ -1,4 +1,5 @@
 from pathlib import Path
+from typing import ClassVar
 
 from limits import parse
 from pydantic import Field
@@ -10,6 +11,8 @@ DEMO_OPERATOR_KEYS = REPO_ROOT / "deploy" / "demo" / "operator-keys"
 
 
 class ReferralSettings(PlatformSettings):
+    # Signs its own tokens with its own keys (RELAIS_TOKEN_KEYS_FILE).
+    token_role: ClassVar[str] = "issuer"
     port: int = Field(default=8000, alias="RELAIS_REFERRAL_PORT")
     host: str = Field(default="127.0.0.1", alias="RELAIS_HOST")
     db_schema: str = Field(default="referral", alias="RELAIS_REFERRAL_DB_SCHEMA")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from relais_kit.auth import api_verifier
 from relais_kit.logs import configure_logging
 from relais_kit.runtime import Runtime, serving
 from relais_kit.web import documentation, prepare_app
@@ -59,5 +60,6 @@ def create_app(settings: SitesSettings | None = None) -> FastAPI:
             {"name": "ops", "description": "Health of the service."},
         ],
     )
+    app.state.token_verifier = api_verifier(settings, "sites")
     app.include_router(api.router)
     return prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))

@@ -29,6 +29,7 @@ from relais_kit.envelope import now
 from relais_kit.logs import log
 from relais_kit.runtime import Runtime
 from relais_kit.throttle import SignInThrottle, TooManyAttempts, client_address
+from relais_kit.tokens import TokenSigner
 from relais_kit.webui import CSRF_FIELD, Session, security_headers
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -66,12 +67,12 @@ class Pages:
     """Everything a page needs: settings, key, and the kit's pages (templates, session
     cookie keyed for this operator's desk only, CSRF token)."""
 
-    def __init__(self, settings: DeskSettings, key: OperatorKey) -> None:
+    def __init__(self, settings: DeskSettings, key: OperatorKey, signer: TokenSigner) -> None:
         self.settings = settings
         self.key = key
         self.operator = settings.operator
         self.ttl = timedelta(hours=settings.session_hours)
-        self.ui = webui.Pages(TEMPLATES, secret=settings.jwt_secret, label=f"desk:{settings.operator}",
+        self.ui = webui.Pages(TEMPLATES, signer=signer, label=f"desk:{settings.operator}",
                               production=settings.production, registry=_sessions, ttl=self.ttl,
                               cookie="relais_desk_session",
                               globals=dict(
@@ -129,8 +130,8 @@ async def _form(request: Request) -> dict[str, str]:
     return {k: v for k, v in data.items() if isinstance(v, str)}
 
 
-def install(app: FastAPI, settings: DeskSettings, key: OperatorKey) -> None:
-    pages = Pages(settings, key)
+def install(app: FastAPI, settings: DeskSettings, key: OperatorKey, signer: TokenSigner) -> None:
+    pages = Pages(settings, key, signer)
     app.state.pages = pages
     throttle = SignInThrottle()
 

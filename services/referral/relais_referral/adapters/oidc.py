@@ -25,11 +25,14 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import jwt
+
+from relais_kit.tokens import TokenRefused, TokenSigner
 
 ALGORITHMS = ("RS256", "ES256")
 TRANSACTION_TTL_S = 600
@@ -105,28 +108,23 @@ def new_transaction(next_path: str = "/") -> Transaction:
 
 # -- the transaction's cookie ----------------------------------------------------------------
 
-def transaction_key(secret: str) -> bytes:
-    """The key of the transaction cookie, derived from the platform's secret (never the
-    key of a session nor of an API token)."""
-    return hmac.new(secret.encode(), b"relais-oidc-transaction", hashlib.sha256).digest()
-
-
-def seal(transaction: Transaction, key: bytes, *, at: float | None = None) -> str:
-    issued = int(time.time() if at is None else at)
-    claims = {"aud": _TRANSACTION_AUDIENCE, "iat": issued, "exp": issued + TRANSACTION_TTL_S,
-              "state": transaction.state, "nonce": transaction.nonce, "cv": transaction.code_verifier,
+def seal(transaction: Transaction, signer: TokenSigner, *, at: float | None = None) -> str:
+    """The transaction's cookie, signed with the service's token keys for its own
+    audience (never accepted as a session nor as an API token)."""
+    issued = datetime.fromtimestamp(int(time.time() if at is None else at), UTC)
+    claims = {"state": transaction.state, "nonce": transaction.nonce, "cv": transaction.code_verifier,
               "next": transaction.next_path}
-    return jwt.encode(claims, key, algorithm="HS256")
+    return signer.sign(claims, audience=_TRANSACTION_AUDIENCE, issued_at=issued,
+                       expires_at=issued + timedelta(seconds=TRANSACTION_TTL_S))
 
 
-def unseal(token: str | None, key: bytes) -> Transaction | None:
+def unseal(token: str | None, signer: TokenSigner) -> Transaction | None:
     """The transaction of a cookie; None when missing, forged or older than ten minutes."""
     if not token:
         return None
     try:
-        claims = jwt.decode(token, key, algorithms=["HS256"], audience=_TRANSACTION_AUDIENCE,
-                            options={"require": ["exp", "aud", "state", "nonce", "cv"]})
-    except jwt.PyJWTError:
+        claims = signer.verify(token, audience=_TRANSACTION_AUDIENCE, required=("state", "nonce", "cv"))
+    except TokenRefused:
         return None
     state, nonce, verifier, next_path = (claims.get(name) for name in ("state", "nonce", "cv", "next"))
     if not (isinstance(state, str) and state and isinstance(nonce, str) and nonce

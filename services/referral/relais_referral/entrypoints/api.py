@@ -8,14 +8,15 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from relais_kit import sessions
-from relais_kit.auth import TOKEN_TTL, User, current_user, issue_token
+from relais_kit.auth import API_SERVICES, TOKEN_TTL, User, api_audience, current_user, issue_token
 from relais_kit.envelope import now
 from relais_kit.logs import log
 from relais_kit.throttle import TooManyAttempts, client_address
+from relais_kit.web import FieldProblem
 from relais_referral.adapters import store
 from relais_referral.domain.model import Citizen, PostalAddress, Referral
 from relais_referral.entrypoints.schemas import (
@@ -51,7 +52,11 @@ def _context(request: Request) -> Context:
 
 @router.post("/auth/token", response_model=Token, tags=["auth"], responses=TOO_MANY_ATTEMPTS,
              summary="Sign in (OAuth2 password form): a bearer token for one hour")
-async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()],
+                audience: Annotated[str | None, Form(
+                    description="The APIs the token opens, space-separated among `referral`, `sites`, "
+                                "`notifications` (all three when absent): any other refuses it")] = None) -> Token:
+    audiences = _audiences(audience)
     try:
         user = await accounts.sign_in(_pool(request), request.app.state.signin_throttle, form.username,
                                       form.password, client_address(request),
@@ -67,8 +72,16 @@ async def token(request: Request, form: Annotated[OAuth2PasswordRequestForm, Dep
     async with _pool(request).acquire() as conn:
         session_id = await sessions.open_session(conn, user.user_id, "api", TOKEN_TTL)
     log.info("signed_in", user=user.user_id, role=user.role, via="api")
-    return Token(access_token=issue_token(replace(user, session_id=session_id), request.app.state.jwt_secret,
-                                          TOKEN_TTL), expires_in=int(TOKEN_TTL.total_seconds()))
+    return Token(access_token=issue_token(replace(user, session_id=session_id), request.app.state.token_signer,
+                                          TOKEN_TTL, audiences=audiences), expires_in=int(TOKEN_TTL.total_seconds()))
+
+
+def _audiences(asked: str | None) -> list[str]:
+    names = (asked or "").split() or list(API_SERVICES)
+    unknown = sorted(set(names) - set(API_SERVICES))
+    if unknown:
+        raise FieldProblem("audience", f"unknown API {', '.join(unknown)} (known: {', '.join(API_SERVICES)})")
+    return [api_audience(name) for name in dict.fromkeys(names)]
 
 
 @router.post("/auth/revoke", status_code=204, tags=["auth"],

@@ -33,7 +33,7 @@ def routers() -> list[APIRouter]:
 
 
 def install(app: FastAPI, settings: ReferralSettings) -> None:
-    ui = make_pages(settings.jwt_secret, settings.production)
+    ui = make_pages(app.state.token_signer, settings.production)
     app.state.ui_pages = ui
     ui.install_handlers(app)
     # The ProConnect button and the sign-out lead the browser to the provider.

@@ -32,6 +32,7 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 
 from relais_kit.auth import User
+from relais_kit.tokens import TokenSigner
 from relais_kit.webui import PageProblem, Pages, PoolSessions, RedirectTo, Session, SessionRegistry
 from relais_referral.domain.catalogue import load_catalogue
 from relais_referral.domain.lifecycle import Status
@@ -113,13 +114,13 @@ def _sessions(request: Request) -> SessionRegistry | None:
     return PoolSessions(runtime.pool) if runtime is not None else None
 
 
-def make_pages(secret: str, production: bool, session_hours: float = 10.0) -> Pages:
+def make_pages(signer: TokenSigner, production: bool, session_hours: float = 10.0) -> Pages:
     catalogue = load_catalogue()
 
     def extra(request: Request, session: Session) -> Mapping[str, Any]:
         return {"user": user_of(session), "nav": ""}
 
-    return Pages(TEMPLATES, secret=secret, label="referral-ui", production=production, registry=_sessions,
+    return Pages(TEMPLATES, signer=signer, label="referral-ui", production=production, registry=_sessions,
                  ttl=timedelta(hours=session_hours), problem_template="ui/problem.html.j2", context=extra,
                  globals={"status_labels": STATUS_LABELS, "status_badges": STATUS_BADGES, "roles": ROLES,
                           "contact_channels": CONTACT_CHANNELS,

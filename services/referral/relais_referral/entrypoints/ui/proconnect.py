@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from relais_kit.logs import log
+from relais_kit.tokens import TokenSigner
 from relais_kit.webui import Session, local_path
 from relais_referral.adapters import oidc, store
 from relais_referral.entrypoints.ui.pages import (
@@ -91,8 +92,8 @@ def _cookie(request: Request) -> str:
     return ("__Host-" if request.app.state.settings.production else "") + "relais_proconnect"
 
 
-def _key(request: Request) -> bytes:
-    return oidc.transaction_key(request.app.state.settings.jwt_secret)
+def _key(request: Request) -> TokenSigner:
+    return request.app.state.token_signer  # type: ignore[no-any-return]
 
 
 def _forget_attempt(request: Request, response: Response) -> Response:
