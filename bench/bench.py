@@ -2,12 +2,17 @@
 operator inbox → answer → citizen notified) with the operator simulator, and, on the
 same broker in the same run, a raw aiokafka produce→consume→produce baseline.
 
+`--instances 1,2` (the default; BENCH_INSTANCES) runs the platform once per count of
+processes per service and reports them side by side; the API load is spread over every
+referral instance.
+
 Prints throughput and p50/p95/p99 latencies and writes them as JSON."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -26,6 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from deploy.local.launcher import LocalPlatform  # noqa: E402
+from relais_kit import kafka  # noqa: E402
 
 OPERATORS = {"caf": "caf.prime-activite", "ants": "ants.carte-grise.changement-adresse",
              "dgfip": "dgfip.declaration-revenus"}
@@ -42,10 +48,10 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 class Arrivals:
     """Reads the topics where a referral shows up and notes when, per referral id."""
 
-    def __init__(self, bootstrap: str) -> None:
+    def __init__(self, bootstrap: str, security: Any = None) -> None:
         topics = ["referrals", "notifications", *[f"operator.{o}.inbox" for o in OPERATORS]]
         self._consumer = AIOKafkaConsumer(
-            *topics, bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4().hex[:8]}",
+            *topics, **kafka.connection(bootstrap, security), group_id=f"bench-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="latest", enable_auto_commit=False, fetch_max_wait_ms=25,
             session_timeout_ms=10000, heartbeat_interval_ms=1000)
         self.inbox: dict[str, float] = {}
@@ -97,15 +103,18 @@ async def platform_run(p: LocalPlatform, n: int, concurrency: int, timeout: floa
                        rate: float | None = None) -> dict[str, Any]:
     """`rate` None: submit as fast as `concurrency` allows (throughput); else pace the
     submissions at `rate` referrals/s (latency under a steady load)."""
-    arrivals = Arrivals(p.bootstrap)
+    arrivals = Arrivals(p.bootstrap, getattr(p, "kafka_security", None))
     await arrivals.start()
     listener = asyncio.create_task(arrivals.run())
     limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=p.referral_url, timeout=30, limits=limits) as client:
-        token = await client.post("/api/v1/auth/token", data={"username": "demo-adviser", "password": "demo"})
-        token.raise_for_status()
-        client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-        await _wait_for_site(client, "agen-leon-blum-poste")
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=30, limits=limits))
+                   for url in p.urls("referral")]
+        for client in clients:  # each signed in on its own instance
+            token = await client.post("/api/v1/auth/token", data={"username": "demo-adviser", "password": "demo"})
+            token.raise_for_status()
+            client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+            await _wait_for_site(client, "agen-leon-blum-poste")
         queue: asyncio.Queue[int] = asyncio.Queue()
         for i in range(n):
             queue.put_nowait(i)
@@ -118,7 +127,7 @@ async def platform_run(p: LocalPlatform, n: int, concurrency: int, timeout: floa
                 i = queue.get_nowait()
                 if rate:
                     await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
-                rid, started = await refer(client, i, "agen-leon-blum-poste")
+                rid, started = await refer(clients[i % len(clients)], i, "agen-leon-blum-poste")
                 requested[rid] = started
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -157,20 +166,20 @@ async def _wait_for_site(client: httpx.AsyncClient, site_id: str) -> None:
     raise RuntimeError(f"site {site_id} never reached the referral service")
 
 
-async def baseline(bootstrap: str, n: int, rate: float | None = None) -> dict[str, Any]:
+async def baseline(bootstrap: str, n: int, rate: float | None = None, security: Any = None) -> dict[str, Any]:
     """Raw aiokafka: produce to A, a relay consumes A and produces to B, a reader
     consumes B. Same acks=all and manual commits as the platform."""
     suffix = uuid.uuid4().hex[:6]
     a, b = f"bench.a.{suffix}", f"bench.b.{suffix}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.connection(bootstrap, security))
     await admin.start()
     await admin.create_topics([NewTopic(a, 3, 1), NewTopic(b, 3, 1)])
     await admin.close()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    producer = AIOKafkaProducer(**kafka.connection(bootstrap, security), acks="all", linger_ms=2)
     await producer.start()
 
     def consumer(topic: str) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"{topic}-g",
+        return AIOKafkaConsumer(topic, **kafka.connection(bootstrap, security), group_id=f"{topic}-g",
                                 auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=25,
                                 session_timeout_ms=10000, heartbeat_interval_ms=1000)
 
@@ -229,7 +238,8 @@ def _baseline(run: dict[str, Any]) -> str:
 def report(result: dict[str, Any]) -> str:
     flat, paced = result["platform"]["saturated"], result["platform"]["paced"]
     return "\n".join([
-        f"Relais benchmark on {result['machine']['cpus']} CPUs",
+        f"Relais benchmark on {result['machine']['cpus']} CPUs"
+        f" ({next(iter(result.get('instances', {'1': 0})))} instance(s) of each service)",
         f"  saturated: {flat['completed']}/{flat['referrals']} referrals notified, "
         f"{flat['throughput_per_s']} referrals/s end to end (API accepted {flat['submit_rate_per_s']}/s)",
         *_latencies(flat),
@@ -242,6 +252,25 @@ def report(result: dict[str, Any]) -> str:
     ])
 
 
+def side_by_side(runs: dict[str, dict[str, Any]]) -> str:
+    """The same measures for each count of instances, one column each."""
+    counts = list(runs)
+    rows: list[tuple[str, list[str]]] = [
+        ("referrals/s end to end (saturated)", [str(runs[c]["saturated"]["throughput_per_s"]) for c in counts]),
+        ("API accepted/s (saturated)", [str(runs[c]["saturated"]["submit_rate_per_s"]) for c in counts]),
+        ("completed (saturated)", [f"{runs[c]['saturated']['completed']}/{runs[c]['saturated']['referrals']}"
+                                   for c in counts]),
+    ]
+    for mode in ("saturated", "paced"):
+        for hop in HOPS:
+            for q in ("p50_ms", "p95_ms"):
+                rows.append((f"{mode} {hop} {q[:3]} ms", [str(runs[c][mode][hop][q]) for c in counts]))
+    width = max(len(label) for label, _ in rows)
+    lines = ["  instances per service: " + " " * (width - 22) + "".join(f"{c:>12}" for c in counts)]
+    lines += [f"  {label:<{width}}" + "".join(f"{v:>12}" for v in values) for label, values in rows]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--referrals", type=int, default=int(os.environ.get("BENCH_REFERRALS", 2000)))
@@ -250,29 +279,45 @@ def main() -> None:
     parser.add_argument("--paced-rate", type=float, default=10.0,
                         help="referrals/s of the steady-load run that measures latency")
     parser.add_argument("--paced-referrals", type=int, default=300)
+    parser.add_argument("--instances", default=os.environ.get("BENCH_INSTANCES", "1,2"),
+                        help="processes per service, one platform run per count, e.g. 1,2 (side by side) or 1")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp, \
-            LocalPlatform(Path(tmp), ports="free", database_url=os.environ.get("DATABASE_URL"),
-                          bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS")) as p:
-        platform_result = {
-            "saturated": asyncio.run(platform_run(p, args.referrals, args.concurrency, args.timeout)),
-            "paced": asyncio.run(platform_run(p, args.paced_referrals, args.concurrency, args.timeout,
-                                              rate=args.paced_rate)),
-        }
-        baseline_result = {
-            "saturated": asyncio.run(baseline(p.bootstrap, args.referrals)),
-            "paced": asyncio.run(baseline(p.bootstrap, args.paced_referrals, rate=args.paced_rate)),
-        }
-    result = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    counts = [int(c) for c in args.instances.split(",") if c.strip()]
+    if not counts or min(counts) < 1:
+        parser.error(f"--instances: counts of at least 1, comma-separated (got {args.instances!r})")
+    runs: dict[str, dict[str, Any]] = {}
+    baseline_result: dict[str, Any] = {}
+    for count in counts:
+        with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp, \
+                LocalPlatform(Path(tmp), ports="free", database_url=os.environ.get("DATABASE_URL"),
+                              bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), instances=count) as p:
+            runs[str(count)] = {
+                "saturated": asyncio.run(platform_run(p, args.referrals, args.concurrency, args.timeout)),
+                "paced": asyncio.run(platform_run(p, args.paced_referrals, args.concurrency, args.timeout,
+                                                  rate=args.paced_rate)),
+            }
+            if not baseline_result:  # the broker's own pace, once
+                security = getattr(p, "kafka_security", None)
+                baseline_result = {
+                    "saturated": asyncio.run(baseline(p.bootstrap, args.referrals, security=security)),
+                    "paced": asyncio.run(baseline(p.bootstrap, args.paced_referrals, rate=args.paced_rate,
+                                                  security=security)),
+                }
+    platform_result = runs[str(counts[0])]
+    result: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "system": platform.platform()},
-              "platform": platform_result, "baseline": baseline_result}
+              "platform": platform_result, "instances": runs, "baseline": baseline_result}
     result["overhead_ratio"] = round(baseline_result["saturated"]["throughput_per_s"]
                                      / max(platform_result["saturated"]["throughput_per_s"], 0.001), 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print(report(result))
+    if len(runs) > 1:
+        print(f"  side by side ({', '.join(runs)} instances of each service; "
+              f"{result['machine']['cpus']} CPUs shared by all of them):")
+        print(side_by_side(runs))
     print(f"  throughput ratio baseline/platform: {result['overhead_ratio']} "
           f"(the platform does ~12 produces, ~14 consumes and ~7 transactions per referral)")
     print(f"written to {args.out}")

@@ -27,7 +27,9 @@ Delivery: at least once. Offsets are committed only up to the first record whose
 handling (including a delayed answer) is not finished, so a crash replays it; the
 replay produces the same `ce_id`s (uuid5 of referral id and event name) and the
 platform drops the duplicates. Duplicate deliveries inside one run are skipped by
-`ce_id`. Logs are JSON lines with ids only: no citizen field, no message text and no
+`ce_id`, except a `referral.routed` already answered: that one is answered again at once,
+with the same ids (the platform asks again when it lost the answer with its broker:
+docs/broker-loss.md). Logs are JSON lines with ids only: no citizen field, no message text and no
 schema-error text (which could quote a value) is ever logged.
 """
 
@@ -84,6 +86,18 @@ STOP_GRACE_S = 2.0  # how long in-flight answers may finish after a stop signal
 CLIENT_STOP_TIMEOUT_S = 3.0
 
 log = structlog.get_logger()
+
+
+def never_create_topics() -> None:
+    """Metadata requests that do not create a missing topic: a broker that comes back
+    empty would otherwise create our inbox (and outbox) with its own defaults (tansu: 4
+    partitions) as soon as we ask for it, before Relais recreates it from its topics
+    file. aiokafka has no setting for it: its request is built with the flag set."""
+    import aiokafka.client
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    aiokafka.client.MetadataRequest = functools.partial(  # type: ignore[misc]
+        MetadataRequest, allow_auto_topic_creation=False)
 T = TypeVar("T")
 
 
@@ -357,6 +371,7 @@ class Referral:
     city: str | None
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     acknowledged: bool = False
+    again: bool = False  # answered before: answer again without the delays
 
     async def cancelled_within(self, seconds: float) -> bool:
         """Waits `seconds` (or less, if cancelled meanwhile); True if cancelled."""
@@ -541,11 +556,17 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.inbox = inbox
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        revoked = list(revoked)
-        await self.inbox.commit(only=revoked)
-        self.inbox.progress.forget(revoked)
+        # No commit here: when the broker was lost, the member is reset before this is
+        # called and a commit would carry offsets of the old broker into the new one
+        # (skipping what is re-published there). The next owner replays what was not
+        # committed yet: answered again with the same ids, dropped by the platform.
+        self.inbox.progress.forget(list(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        # Positions start again from what the group says: after the broker was lost,
+        # offsets remembered from the old one must not be committed on the new one.
+        assigned = list(assigned)
+        self.inbox.progress.forget(assigned)
         log.info("partitions_assigned", operator=self.inbox.code,
                  partitions=sorted(tp.partition for tp in assigned))
 
@@ -668,7 +689,9 @@ class Simulator:
         name = event_name(ce_type)
         if name not in INBOX_EVENTS:
             raise Skip("unexpected_event_type_skipped")
-        if ce_id in self.seen:
+        # A routed referral delivered again is answered again (the platform may have lost
+        # the answer with its broker: docs/broker-loss.md); any other repeat is skipped.
+        if ce_id in self.seen and name != "referral.routed":
             raise Skip("duplicate_skipped", level="info")
         data = read_json(record.value)
         referral_id = data.get("referral_id")
@@ -712,13 +735,16 @@ class Simulator:
 
     def _on_routed(self, code: str, data: dict[str, Any]) -> asyncio.Task[None] | None:
         referral_id: str = data["referral_id"]
-        if referral_id in self.in_flight or referral_id in self.handled:
-            raise Skip("referral_already_handled", level="info")
+        if referral_id in self.in_flight:
+            raise Skip("referral_already_in_hand", level="info")
         if referral_id in self.cancelled:
             raise Skip("routed_after_cancel_skipped", level="info")
         site = data.get("site") or {}
-        referral = Referral(referral_id, code, data["procedure"], site.get("city"))
-        log.info("routed_received", procedure=referral.procedure, due_at=data["due_at"])
+        again = referral_id in self.handled
+        referral = Referral(referral_id, code, data["procedure"], site.get("city"), again=again)
+        # Asked again: the same answers, with the same ids, at once (duplicates are dropped).
+        log.info("routed_again_answering_again" if again else "routed_received", procedure=referral.procedure,
+                 due_at=data["due_at"])
         self.in_flight[referral_id] = referral
         task = asyncio.create_task(self._answer(referral), name=f"answer:{code}:{referral_id}")
         self.tasks.add(task)
@@ -741,12 +767,14 @@ class Simulator:
 
     async def _answer(self, referral: Referral) -> None:
         try:
-            if await referral.cancelled_within(self.settings.ack_delay):
+            ack_delay, answer_delay = (0.0, 0.0) if referral.again else (self.settings.ack_delay,
+                                                                          self.settings.answer_delay)
+            if await referral.cancelled_within(ack_delay):
                 log.info("not_acknowledged_cancelled")
                 return
             await self._send(referral, "operator.acknowledged", self.answers.acknowledged(referral))
             referral.acknowledged = True
-            if await referral.cancelled_within(self.settings.answer_delay):
+            if await referral.cancelled_within(answer_delay):
                 log.info("not_answered_cancelled")
                 return
             outcome = choose_outcome(self.settings.outcome, referral.referral_id)
@@ -889,6 +917,7 @@ async def main_async(settings: Settings) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(argv)
+    never_create_topics()
     configure_logging(settings.log_level)
     return asyncio.run(main_async(settings))
 

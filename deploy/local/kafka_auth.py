@@ -124,5 +124,16 @@ class LocalKafkaAuth:
                 "KAFKA_SASL_USERNAME": principal, "KAFKA_SASL_PASSWORD": password,
                 "KAFKA_SSL_CA_FILE": str(self.ca_file)}
 
+    def env_file(self, principal: str) -> Path:
+        return self.directory / "env" / f"{principal}.env"
+
+    def write_env_files(self, bootstrap: str) -> None:
+        """One `<data>/kafka/env/<principal>.env` per principal (owner-only), to connect a
+        tool or an example by hand: `set -a; . .data/kafka/env/relais-ops.env; set +a`."""
+        for principal in self.passwords():
+            lines = [f"KAFKA_BOOTSTRAP_SERVERS={bootstrap}",
+                     *(f"{k}={v}" for k, v in self.client_env(principal).items())]
+            _write_private(self.env_file(principal), "\n".join(lines) + "\n")
+
     def security(self, principal: str) -> KafkaSecurity:
         return KafkaSecurity.from_env(self.client_env(principal))

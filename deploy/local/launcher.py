@@ -31,8 +31,11 @@ from typing import IO, Any, Literal, TypeVar
 
 import httpx
 
+from deploy.local import pgroles
+from deploy.local.kafka_auth import LocalKafkaAuth
 from deploy.local.mailbox import Mailbox
 from relais_kit.embedded import free_port, start_broker, start_postgres, wait_for_port
+from relais_kit.kafka import KafkaSecurity
 from relais_kit.topics import create_topics, load_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +62,24 @@ T = TypeVar("T")
 
 class PlatformError(RuntimeError):
     """A part of the platform did not start (the message carries its log's tail)."""
+
+
+def service_of(name: str) -> str | None:
+    """The service a child runs: `referral` for `referral` and its instances
+    (`referral-2`...); None for the other children (broker, mailbox, simulator...)."""
+    service = name.split("-")[0]
+    return service if service in SERVICES else None
+
+
+def over_tcp(url: str, host: str, port: int) -> str:
+    """A PostgreSQL URL (maybe through a Unix socket: `?host=/dir`) made to reach
+    `host`:`port` over TCP instead, with the same role and database."""
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    user = parts.netloc.rpartition("@")[0]
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")])
+    return urlunsplit(parts._replace(netloc=f"{user + '@' if user else ''}{host}:{port}", query=query))
 
 
 def wait_healthy(url: str, timeout: float = 60.0, *, process: subprocess.Popen[bytes] | None = None,
@@ -160,6 +181,9 @@ class LocalPlatform:
         extra_env: dict[str, str] | None = None,
         health_timeout: float = 60.0,
         replication_factor: int | None = None,
+        kafka_auth: bool | None = None,
+        instances: int = 1,
+        bind_host: str = "127.0.0.1",
     ) -> None:
         if ports not in ("default", "free"):
             raise ValueError(f"ports must be 'default' or 'free', not {ports!r}")
@@ -170,11 +194,32 @@ class LocalPlatform:
         self.simulator_args = list(simulator_args or [])
         self.desk_operator = desk_operator
         self.services = {name: spec for name, spec in SERVICES.items() if name != "desk" or desk_operator}
+        if instances < 1:
+            raise ValueError(f"instances must be at least 1, not {instances}")
+        self.instances = instances  # processes per service: `referral`, `referral-2`, ...
+        # The address the broker (or its front), the mailbox and the embedded PostgreSQL
+        # (beside its socket) listen on: another one than 127.0.0.1 for children run in
+        # a network namespace (tests/faults/test_scale_out.py).
+        self.bind_host = bind_host
+        # By child name: the address it listens on (default 127.0.0.1) and a prefix of
+        # its command (`ip netns exec <ns>`); filled before start().
+        self.child_hosts: dict[str, str] = {}
+        self.child_prefix: dict[str, list[str]] = {}
+        self.database_tcp_port: int | None = None  # embedded PostgreSQL on bind_host, when asked
         self.log_dir = Path(log_dir).resolve() if log_dir else self.data_dir / "logs"
         self.extra_env = dict(extra_env or {})
         self.health_timeout = health_timeout
         self.replication_factor = replication_factor
         self.embedded_broker = bootstrap is None
+        # The embedded broker is reached through the authenticating front (TLS + SCRAM,
+        # one principal per child) unless RELAIS_KAFKA_AUTH=0; a given broker is reached
+        # with the KAFKA_* variables of the environment.
+        if kafka_auth is None:
+            kafka_auth = (self.extra_env.get("RELAIS_KAFKA_AUTH") or os.environ.get("RELAIS_KAFKA_AUTH", "1")) != "0"
+        self.kafka_auth = kafka_auth and self.embedded_broker
+        hosts = ("127.0.0.1", "localhost", *([bind_host] if bind_host != "127.0.0.1" else []))
+        self.kafka_credentials = LocalKafkaAuth(self.data_dir / "kafka", hosts=hosts)
+        self.broker_upstream_port: int | None = None  # tansu's own port, behind the front
         self.embedded_postgres = database_url is None
         self.bootstrap: str = bootstrap or ""
         self.database_url: str = database_url or ""
@@ -191,11 +236,26 @@ class LocalPlatform:
         # What one child gets beyond env(), by child name (its own Kafka user, its own
         # database role...): filled while starting, read by _spawn.
         self.child_env: dict[str, dict[str, str]] = {}
+        self.service_database_urls: dict[str, str] = {}  # service -> its own role's URL
 
     # ------------------------------------------------------------------ addresses
 
+    def instance_names(self, service: str) -> list[str]:
+        """The children running `service`: `referral`, `referral-2`, ..."""
+        return [service if k == 1 else f"{service}-{k}" for k in range(1, self.instances + 1)]
+
+    @property
+    def children(self) -> list[str]:
+        """Every service child, instance by instance."""
+        return [name for service in self.services for name in self.instance_names(service)]
+
     def url(self, service: str) -> str:
-        return f"http://127.0.0.1:{self.service_ports[service]}"
+        """`service` may name one instance (`referral-2`); a service's name is its first."""
+        return f"http://{self.child_hosts.get(service, '127.0.0.1')}:{self.service_ports[service]}"
+
+    def urls(self, service: str) -> list[str]:
+        """Every instance of `service`: any of them answers the API and the pages."""
+        return [self.url(name) for name in self.instance_names(service)]
 
     @property
     def referral_url(self) -> str:
@@ -248,27 +308,32 @@ class LocalPlatform:
             self._start_broker()
         if self.embedded_postgres:
             self._start_postgres()
+        self._set_up_database_roles()
+        if self.embedded_postgres and self.bind_host != "127.0.0.1":
+            self._postgres_on_bind_host()
         self._create_topics()
         # Its own process, as a real mail server would be: a thread here would compete
         # with whoever drives the platform (the benchmark, a test) for the GIL.
-        self.mailbox = Mailbox(self.data_dir / "mail", "127.0.0.1", self.smtp_port)
+        self.mailbox = Mailbox(self.data_dir / "mail", self.bind_host, self.smtp_port)
         self._spawn("mailbox", fresh_log=True)
-        wait_for_port(self.smtp_port)
-        for name in self.services:  # all at once, then wait for each
+        wait_for_port(self.smtp_port, self.bind_host)
+        for name in self.children:  # all at once, then wait for each
             self._spawn(name, fresh_log=True)
-        for name in self.services:
+        for name in self.children:
             self._wait_service(name)
         if self.simulated_operators != "":
             self._spawn("simulator", fresh_log=True)
             self._wait_simulator()
 
     def _assign_ports(self) -> None:
-        for name, (_, variable, default) in self.services.items():
-            self.service_ports[name] = self._port(variable, default)
+        for name, port in self._instance_ports().items():
+            self.service_ports[name] = port
         self.smtp_port = self._port("RELAIS_SMTP_PORT", DEFAULT_SMTP_PORT)
         if self.embedded_broker:
             self.broker_port = self._port("RELAIS_BROKER_PORT", DEFAULT_BROKER_PORT)
-            self.bootstrap = f"127.0.0.1:{self.broker_port}"
+            self.bootstrap = f"{self.bind_host}:{self.broker_port}"
+            if self.kafka_auth:
+                self.broker_upstream_port = free_port()
 
     def _port(self, variable: str, default: int) -> int:
         """A free port, or (ports="default") the one in `extra_env` / the environment,
@@ -277,10 +342,22 @@ class LocalPlatform:
             return free_port()
         return int(self.extra_env.get(variable) or os.environ.get(variable) or default)
 
+    def _instance_ports(self) -> dict[str, int]:
+        """A port per child; with ports="default", instance k of a service listens on
+        the service's port + 10 (k - 1): referral on 8000, 8010, 8020..."""
+        found: dict[str, int] = {}
+        for service, (_, variable, default) in self.services.items():
+            base = self._port(variable, default)
+            for k, name in enumerate(self.instance_names(service)):
+                found[name] = base if k == 0 else free_port() if self.ports == "free" else base + 10 * k
+                while self.ports == "free" and found[name] in list(found.values())[:-1]:
+                    found[name] = free_port()  # two asks may get the same free port
+        return found
+
     def planned_ports(self) -> dict[str, int]:
         """Before `start()` with ports="default": what each part will listen on (to
         check they are free)."""
-        found = {name: self._port(variable, default) for name, (_, variable, default) in self.services.items()}
+        found = self._instance_ports()
         found["smtp"] = self._port("RELAIS_SMTP_PORT", DEFAULT_SMTP_PORT)
         if self.embedded_broker:
             found["broker"] = self._port("RELAIS_BROKER_PORT", DEFAULT_BROKER_PORT)
@@ -288,13 +365,62 @@ class LocalPlatform:
 
     def _start_broker(self) -> None:
         assert self.broker_port is not None
+        if self.kafka_auth:
+            self.kafka_credentials.ensure(self.kafka_principals())
+            self.kafka_credentials.write_env_files(self.bootstrap)
+            for name in [*self.services, "simulator"]:
+                self.child_env.setdefault(name, {}).update(
+                    self.kafka_credentials.client_env(self.kafka_principal(name)))
         log = self._open_log("broker", fresh=True)
         try:
-            self.processes["broker"] = start_broker(self.broker_port, log)
+            self.processes["broker"] = self._tansu(log)
             self._remember_children()
         except TimeoutError as exc:
             raise PlatformError(f"the embedded broker did not listen on {self.bootstrap}:\n"
                                 f"{log_tail(self.log_path('broker'))}") from exc
+        if self.kafka_auth:
+            self._spawn("kafka-gateway", fresh_log=True)
+            try:
+                wait_for_port(self.broker_port, self.bind_host)
+            except TimeoutError as exc:
+                raise PlatformError(f"the authenticating front did not listen on {self.bootstrap}:\n"
+                                    f"{log_tail(self.log_path('kafka-gateway'))}") from exc
+
+    def _tansu(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        assert self.broker_port is not None
+        if self.broker_upstream_port is None:
+            return start_broker(self.broker_port, log, host=self.bind_host)
+        return start_broker(self.broker_upstream_port, log, advertised=self.bootstrap)
+
+    # ------------------------------------------------------------------ Kafka principals
+
+    def kafka_principal(self, name: str) -> str:
+        """The Kafka user a child connects as: its service's own (every instance of a
+        service is the same principal, as on a cluster)."""
+        service = name.split("-")[0] if name.split("-")[0] in SERVICES else name
+        if service == "desk":
+            return f"relais-desk-{self.desk_operator}"
+        return f"relais-{service}"
+
+    def kafka_principals(self) -> list[str]:
+        """Every principal of this platform: the services, the desk, the simulator (a
+        development stand-in for the operators), the ops tools (and this launcher, which
+        creates the topics), and one per operator for its own consumer (the examples,
+        the conformance kit)."""
+        services = [self.kafka_principal(name) for name in self.services]
+        operators = [f"operator-{code}" for code in load_topics(TOPICS_FILE).operators]
+        return [*services, "relais-simulator", "relais-ops", *operators]
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        """How this launcher (and a test driving the platform) connects: as relais-ops."""
+        if self.kafka_auth:
+            return self.kafka_credentials.security("relais-ops")
+        return KafkaSecurity.from_env({**os.environ, **self.extra_env})
+
+    def kafka_env(self, principal: str = "relais-ops") -> dict[str, str]:
+        """The KAFKA_* variables to connect as `principal` (empty without the front)."""
+        return self.kafka_credentials.client_env(principal) if self.kafka_auth else {}
 
     def _start_postgres(self) -> None:
         _forget_dead_handles(self.data_dir / "postgres")
@@ -305,6 +431,47 @@ class LocalPlatform:
             self.database_url = server.get_uri("postgres")
         except Exception:
             self.database_url = url
+
+    def _set_up_database_roles(self) -> None:
+        """One PostgreSQL role per service, owner of its schema and of nothing else, and
+        each service's child its own DATABASE_URL (deploy/local/pgroles.py); the
+        embedded server asks every role for its password from now on."""
+        secrets = pgroles.Secrets(self.data_dir)
+        try:
+            if self.embedded_postgres:
+                self.database_url = run_coroutine(pgroles.require_passwords(self.database_url, secrets))
+            env = self.env()
+            children = [n for n in self.children if service_of(n)]
+            schemas = {service_of(n) or n: pgroles.schema_of(service_of(n) or n, env, self.desk_operator)
+                       for n in children}
+            instances = {s: sum(1 for n in children if service_of(n) == s) for s in schemas}
+            self.service_database_urls = run_coroutine(
+                pgroles.service_urls(self.database_url, schemas, instances, secrets))
+        except pgroles.RoleSetupError as exc:
+            raise PlatformError(f"could not set up the services' database roles: {exc}") from exc
+        for name in children:
+            self.child_env.setdefault(name, {})["DATABASE_URL"] = self.service_database_urls[service_of(name) or name]
+
+    def _postgres_on_bind_host(self) -> None:
+        """The embedded PostgreSQL also over TCP on bind_host, for the children in a
+        network namespace (the Unix socket would reach them around the network being
+        cut), to the directly connected subnets (`samenet`) with the same
+        authentication as 127.0.0.1; restarted with that (`pg_ctl restart` keeps it)."""
+        from pgserver import _commands
+        from pgserver.utils import PostmasterInfo
+
+        server = self._postgres
+        hba = Path(server.pgdata) / "pg_hba.conf"
+        method = next((line.split()[-1] for line in hba.read_text().splitlines()
+                       if line.startswith("host") and "127.0.0.1/32" in line), "scram-sha-256")
+        hba.write_text(hba.read_text() + f"host    all   all   samenet        {method}\n")
+        info = PostmasterInfo.read_from_pgdata(server.pgdata)
+        assert info is not None and info.socket_dir is not None
+        pg_ctl = getattr(_commands, "pg_ctl")  # noqa: B009  # made at import time
+        pg_ctl(["-w", "-m", "fast", "-o", f'-h "{self.bind_host}"', "-o", f"-k {info.socket_dir}",
+                "-l", str(server.log), "restart"], pgdata=server.pgdata, user=server.system_user, timeout=60)
+        server._postmaster_info = PostmasterInfo.read_from_pgdata(server.pgdata)
+        self.database_tcp_port = int(getattr(server._postmaster_info, "port", None) or 5432)
 
     def _create_topics(self) -> None:
         topics = load_topics(TOPICS_FILE)
@@ -317,7 +484,8 @@ class LocalPlatform:
                 if factor is None:
                     factor = run_coroutine(self._fitting_replication_factor(max(t.replication_factor
                                                                                 for t in topics.topics)))
-                run_coroutine(create_topics(self.bootstrap, topics, replication_factor=factor))
+                run_coroutine(create_topics(self.bootstrap, topics, replication_factor=factor,
+                                            security=self.kafka_security))
                 return
             except Exception as exc:  # a broker just started may not answer metadata yet
                 if time.monotonic() > deadline:
@@ -327,9 +495,9 @@ class LocalPlatform:
     async def _fitting_replication_factor(self, wanted: int) -> int | None:
         """The file's factor, or the number of brokers if the cluster has fewer (a
         single-broker development Kafka)."""
-        from aiokafka.admin import AIOKafkaAdminClient
+        from relais_kit import kafka
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin = kafka.admin(self.bootstrap, self.kafka_security)
         await admin.start()
         try:
             brokers = len((await admin.describe_cluster())["brokers"])
@@ -351,10 +519,13 @@ class LocalPlatform:
             "DATABASE_URL": self.database_url,
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "RELAIS_HOST": "127.0.0.1",
-            "RELAIS_SMTP_HOST": "127.0.0.1",
+            "RELAIS_SMTP_HOST": self.bind_host,
             "RELAIS_SMTP_PORT": str(self.smtp_port),
             "RELAIS_DEMO_DATA": "1" if self.demo_data else "0",
             "RELAIS_SMS_SPOOL": str(self.data_dir / "sms"),
+            # Where sites and notifications fetch the public keys of the referral
+            # service's tokens (relais_kit.jwks).
+            "RELAIS_TOKEN_JWKS_URL": f"{self.url('referral')}/.well-known/jwks.json",
         })
         env.setdefault("RELAIS_ENV", "dev")
         for name, (_, variable, _) in self.services.items():
@@ -369,19 +540,36 @@ class LocalPlatform:
         return env
 
     def env_for(self, name: str) -> dict[str, str]:
-        """The environment of one child: env() and what is that child's own."""
+        """The environment of one child: env() and what is that child's own (an
+        instance `referral-2` also gets what `child_env["referral"]` holds)."""
         env = self.env()
-        env.update(self.child_env.get(name, {}))
+        own = {**self.child_env.get(service_of(name) or name, {}), **self.child_env.get(name, {})}
+        env.update(own)
         env.update(self.extra_env)
+        if (service := service_of(name)) is not None:  # this instance's own address
+            env[SERVICES[service][1]] = str(self.service_ports[name])
+            env["RELAIS_INSTANCE"] = name
+            env["RELAIS_HOST"] = self.child_hosts.get(name, "127.0.0.1")
+            if name in self.child_hosts and self.database_tcp_port and own.get("DATABASE_URL"):
+                own["DATABASE_URL"] = env["DATABASE_URL"] = over_tcp(own["DATABASE_URL"], self.bind_host,
+                                                                     self.database_tcp_port)
+        if "DATABASE_URL" not in own:
+            env.pop("DATABASE_URL", None)  # the administrator's: no child's business
         return env
 
     def _command(self, name: str) -> list[str]:
         if name == "mailbox":
             return [sys.executable, "-m", "deploy.local.mailbox", "--dir", str(self.mailbox.directory),
-                    "--host", "127.0.0.1", "--port", str(self.smtp_port)]
+                    "--host", self.bind_host, "--port", str(self.smtp_port)]
         if name == "simulator":
             return [sys.executable, str(SIMULATOR), *self.simulator_args]
-        return [sys.executable, "-m", SERVICES[name][0]]
+        if name == "kafka-gateway":
+            auth = self.kafka_credentials
+            return [sys.executable, "-m", "deploy.local.sasl_gateway", "--listen", self.bootstrap,
+                    "--upstream", f"127.0.0.1:{self.broker_upstream_port}",
+                    "--credentials", str(auth.credentials_file), "--cert", str(auth.cert_file),
+                    "--key", str(auth.key_file)]
+        return [sys.executable, "-m", SERVICES[service_of(name) or name][0]]
 
     def _open_log(self, name: str, *, fresh: bool) -> IO[bytes]:
         old = self._logs.pop(name, None)
@@ -393,7 +581,8 @@ class LocalPlatform:
 
     def _spawn(self, name: str, *, fresh_log: bool) -> subprocess.Popen[bytes]:
         log = self._open_log(name, fresh=fresh_log)
-        proc = subprocess.Popen(self._command(name), cwd=ROOT, env=self.env_for(name), stdin=subprocess.DEVNULL,
+        command = [*self.child_prefix.get(name, []), *self._command(name)]
+        proc = subprocess.Popen(command, cwd=ROOT, env=self.env_for(name), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.processes[name] = proc
         self._remember_children()
@@ -515,6 +704,10 @@ class LocalPlatform:
             self._terminate([self.processes[name]])
             if name == "broker":
                 self._start_broker_again()
+            elif name == "kafka-gateway":
+                self._spawn(name, fresh_log=False)
+                assert self.broker_port is not None
+                wait_for_port(self.broker_port, self.bind_host)
             elif name == "simulator":
                 self._spawn(name, fresh_log=False)
                 self._wait_simulator()
@@ -525,7 +718,7 @@ class LocalPlatform:
     def _start_broker_again(self) -> None:
         assert self.broker_port is not None
         log = self._open_log("broker", fresh=False)
-        self.processes["broker"] = start_broker(self.broker_port, log)
+        self.processes["broker"] = self._tansu(log)
         self._remember_children()
         self._create_topics()
 
@@ -563,10 +756,12 @@ class LocalPlatform:
             steps: list[tuple[str, Callable[[], None]]] = []
             if "simulator" in self.processes:
                 steps.append(("simulator", lambda: self._terminate([self.processes["simulator"]])))
-            steps.append(("services", lambda: self._terminate([self.processes[n] for n in self.services
+            steps.append(("services", lambda: self._terminate([self.processes[n] for n in self.children
                                                                if n in self.processes])))
             if "mailbox" in self.processes:
                 steps.append(("mailbox", lambda: self._terminate([self.processes["mailbox"]])))
+            if "kafka-gateway" in self.processes:
+                steps.append(("kafka-gateway", lambda: self._terminate([self.processes["kafka-gateway"]])))
             if "broker" in self.processes:
                 steps.append(("broker", lambda: self._terminate([self.processes["broker"]])))
             steps.append(("postgres", self._stop_postgres))

@@ -9,7 +9,10 @@ RELAIS_SIMULATED_OPERATORS (unset = all, empty = none), or RELAIS_LIVE_OPERATORS
 operators your own consumer (an example, the conformance kit) plays, every other one being
 simulated. The operator desk (RELAIS_DESK_PORT, 8003) plays RELAIS_DESK_OPERATOR
 (default `justice`; empty: no desk), which the simulator then leaves alone too. Logs in
-`.data/logs`, mails in `.data/mail`.
+`.data/logs`, mails in `.data/mail`. RELAIS_INSTANCES=N starts N processes of each
+service (`referral`, `referral-2`, ...; instance k on the service's port + 10 (k - 1)):
+any instance answers the API and the pages, they share the consumers' partitions, and
+one at a time per service publishes its outbox.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import FrameType  # noqa: E402
 
-from deploy.local.launcher import LocalPlatform, PlatformError, log_tail  # noqa: E402
+from deploy.local.launcher import LocalPlatform, PlatformError, log_tail, service_of  # noqa: E402
 from relais_kit.topics import load_topics  # noqa: E402
 
 ROOT = Path(_ROOT)
@@ -78,7 +81,7 @@ def busy_ports(platform: LocalPlatform) -> list[str]:
                 f"RELAIS_BROKER_PORT=19093 make run")
         else:
             problems.append(f"port {port} ({name}) is taken: stop what uses it (ss -ltnp 'sport = :{port}') "
-                            f"or pick another: {PORT_VARIABLES[name]}=<port> make run")
+                            f"or pick another: {PORT_VARIABLES[service_of(name) or name]}=<port> make run")
     return problems
 
 
@@ -110,6 +113,9 @@ def walkthrough(p: LocalPlatform) -> str:
 def banner(p: LocalPlatform) -> str:
     broker = (f"{p.bootstrap} (embedded tansu, in memory: emptied at every start)" if p.embedded_broker
               else f"{p.bootstrap} (KAFKA_BOOTSTRAP_SERVERS)")
+    if p.kafka_auth:
+        broker += ("\n                TLS + SCRAM-SHA-512, one user per service; to connect a tool as ops:\n"
+                   f"                set -a; . {p.kafka_credentials.env_file('relais-ops')}; set +a")
     database = ("embedded PostgreSQL in .data/postgres (kept between runs; `make clean` wipes it)"
                 if p.embedded_postgres else "DATABASE_URL")
     operators = p.simulated_operators
@@ -124,9 +130,12 @@ def banner(p: LocalPlatform) -> str:
     lines = ["", "=" * 78, "Relais is running.", "",
              f"Adviser's screens  {p.referral_url}/   (sign in as demo-adviser / demo)", "",
              "Services (OpenAPI at /docs, health at /healthz):"]
-    for name, url, what in rows:
-        docs = f"{url}/docs" if name != "desk" else f"{url}/".ljust(len(url) + 5)
-        lines.append(f"  {name:<14} {docs}   {url}/healthz   ({what})")
+    for service, _, what in rows:
+        for name, url in zip(p.instance_names(service), p.urls(service), strict=True):
+            docs = f"{url}/docs" if service != "desk" else f"{url}/".ljust(len(url) + 5)
+            lines.append(f"  {name:<16} {docs}   {url}/healthz   ({what})")
+    if p.instances > 1:
+        lines.append(f"  ({p.instances} instances of each service, RELAIS_INSTANCES: any of them answers)")
     lines += [
         "",
         f"Broker          {broker}",
@@ -194,13 +203,21 @@ def simulated_operators(environ: dict[str, str] | os._Environ[str]) -> str | Non
     return ",".join(code for code in operators if code not in live)
 
 
+def instances(environ: dict[str, str] | os._Environ[str]) -> int:
+    """RELAIS_INSTANCES: processes per service (default 1)."""
+    raw = environ.get("RELAIS_INSTANCES", "1").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= 9:
+        raise SystemExit(f"RELAIS_INSTANCES must be a whole number from 1 to 9 (got {raw!r})")
+    return int(raw)
+
+
 def main() -> int:
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     simulated = simulated_operators(os.environ)
     platform = LocalPlatform(DATA, bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
                              database_url=os.environ.get("DATABASE_URL") or None,
                              ports="default", simulated_operators=simulated, demo_data=True,
-                             desk_operator=desk_operator(os.environ))
+                             desk_operator=desk_operator(os.environ), instances=instances(os.environ))
     for leftover in platform.reap_leftovers():
         print(f"Stopped {leftover}, left running by an earlier `make run` that was killed.", flush=True)
     problems = busy_ports(platform)
@@ -214,7 +231,7 @@ def main() -> int:
     try:
         print("Starting Relais: " + ("embedded broker, " if platform.embedded_broker else "")
               + ("embedded PostgreSQL, " if platform.embedded_postgres else "")
-              + "topics, mailbox, " + ", ".join(platform.services)
+              + "topics, mailbox, " + ", ".join(platform.children)
               + (", operator simulator" if simulated != "" else "") + " ...", flush=True)
         platform.start()
         print(banner(platform) + f"(ready in {time.monotonic() - started:.1f}s)", flush=True)

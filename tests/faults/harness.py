@@ -23,7 +23,7 @@ import contextlib
 import json
 import time
 from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 from typing import Any
@@ -44,6 +44,7 @@ PROCEDURES = {"caf": "caf.prime-activite", "ants": "ants.carte-grise.changement-
 LIFECYCLE = ("requested", "routed", "acknowledged", "answered")
 SENT = "fr.franceservices.notification.sent.v1"
 RETRYABLE_STATUS = {500, 502, 503, 504}
+SHUN_S = 5.0
 
 
 class Abandoned(Exception):
@@ -90,11 +91,15 @@ def email_of(tag: str, item: int, attempt: int) -> str:
 
 class Driver:
     """Refers `n` citizens at `rate` per second, at most `concurrency` in flight, and
-    rides through the API being down (connection refused, cut, 5xx) with backoff."""
+    rides through the API being down (connection refused, cut, 5xx) with backoff.
+    Given several clients (one per instance of the referral service), it spreads the
+    items over them and moves to the next one after a failure."""
 
-    def __init__(self, api: httpx.AsyncClient, tag: str, *, n: int = 300, rate: float = 20.0,
-                 concurrency: int = 8, patience_s: float = 90.0) -> None:
-        self.api = api
+    def __init__(self, api: httpx.AsyncClient | Sequence[httpx.AsyncClient], tag: str, *, n: int = 300,
+                 rate: float = 20.0, concurrency: int = 8, patience_s: float = 90.0) -> None:
+        self.apis = [api] if isinstance(api, httpx.AsyncClient) else list(api)
+        self.api = self.apis[0]
+        self._shunned_until = [0.0] * len(self.apis)  # a client that just failed rests a while
         self.tag = tag
         self.n = n
         self.rate = rate
@@ -135,12 +140,13 @@ class Driver:
             visit = await self._post("/api/v1/visits", {
                 "site_id": SITE, "channel": "in_person",
                 "citizen": {"given_name": "Camille", "family_name": f"Faute-{item}", "birth_date": "1990-03-14",
-                            "contact": {"channel": "email", "email": email}}}, deadline, retry=True)
+                            "contact": {"channel": "email", "email": email}}}, deadline, retry=True,
+                turn=item + attempt)
             assert visit is not None
             created = await self._post(f"/api/v1/visits/{visit['visit_id']}/referrals", {
                 "operator": operator, "procedure": PROCEDURES[operator],
                 "summary": f"Demande n° {item} (essai {attempt}) : besoin d’un conseiller expert.",
-                "consent": {"given": True}}, deadline, retry=False)
+                "consent": {"given": True}}, deadline, retry=False, turn=item + attempt)
             if created is not None:
                 assert created["status"] == "requested", created
                 self.submitted.append(Submitted(item, attempt, email, operator, created["referral_id"]))
@@ -151,14 +157,25 @@ class Driver:
             self.stats.referral_uncertain += 1
             attempt += 1
 
+    def _pick(self, turn: int) -> int:
+        """The client of this turn, or the next one not resting after a failure."""
+        n = len(self.apis)
+        for k in range(n):
+            if self._shunned_until[(turn + k) % n] <= time.monotonic():
+                return (turn + k) % n
+        return turn % n
+
     async def _post(self, path: str, body: dict[str, Any], deadline: float, *,
-                    retry: bool) -> dict[str, Any] | None:
+                    retry: bool, turn: int = 0) -> dict[str, Any] | None:
         """The 201's body; None (retry=False) or retries (retry=True) when the answer is
-        not definite (transport error, 5xx). Any other status is a failure of the test."""
+        not definite (transport error, 5xx). Any other status is a failure of the test.
+        `turn` picks the client; each retry takes the next one."""
         delay = 0.1
         while True:
+            index = self._pick(turn)
+            turn = index + 1
             try:
-                response = await self.api.post(path, json=body)
+                response = await self.apis[index].post(path, json=body)
                 if response.status_code == 201:
                     return response.json()  # type: ignore[no-any-return]
                 if response.status_code not in RETRYABLE_STATUS:
@@ -166,6 +183,7 @@ class Driver:
                 self.stats.errors[f"HTTP {response.status_code}"] += 1
             except httpx.TransportError as exc:
                 self.stats.errors[type(exc).__name__] += 1
+                self._shunned_until[index] = time.monotonic() + SHUN_S
             if not retry:
                 return None
             self.stats.visit_retries += 1
@@ -194,10 +212,10 @@ async def retrying(what: str, call: Callable[[], Awaitable[httpx.Response]], tim
         await asyncio.sleep(0.25)
 
 
-async def signed_in_client(platform: LocalPlatform) -> httpx.AsyncClient:
+async def signed_in_client(platform: LocalPlatform, base_url: str | None = None) -> httpx.AsyncClient:
     """An API client signed in as the demo adviser, once the demo site has reached
     the referral service (through the `sites` topic)."""
-    api = httpx.AsyncClient(base_url=platform.referral_url, timeout=10.0,
+    api = httpx.AsyncClient(base_url=base_url or platform.referral_url, timeout=10.0,
                             limits=httpx.Limits(max_connections=16, max_keepalive_connections=16))
     token = await retrying("sign in", lambda: api.post(
         "/api/v1/auth/token", data={"username": "demo-adviser", "password": "demo"}))
@@ -222,6 +240,7 @@ class Observed:
     unpublished: dict[str, int]                    # schema -> outbox rows not yet published
     mails: Counter[str]                            # recipient address -> mails
     sent_records: dict[str, Counter[str]] = field(default_factory=dict)  # id -> ce_id -> records
+    mail_repeats: int = 0                          # same mail (same Message-ID) received again
 
 
 async def read_database(dsn: str, tag: str) -> Observed:
@@ -260,23 +279,51 @@ async def read_database(dsn: str, tag: str) -> Observed:
     return Observed(referrals, dict(timelines), dict(deliveries), pending, unpublished, Counter())
 
 
-def read_mails(platform: LocalPlatform) -> Counter[str]:
-    found: Counter[str] = Counter()
+def _mail_heads(platform: LocalPlatform) -> list[tuple[str, str]]:
+    """(recipient, Message-ID) of every mail the mailbox kept (the file name when a
+    mail has no Message-ID)."""
+    found = []
     for path in platform.mailbox.files():
         with contextlib.suppress(OSError):
             with path.open("rb") as f:
                 head = f.read(4096).decode("utf-8", errors="replace")
+            to, message_id = "", path.name
             for line in head.splitlines():
-                if line.lower().startswith("to:"):
-                    found[parseaddr(line[3:].strip())[1].lower()] += 1
-                    break
+                if line.lower().startswith("to:") and not to:
+                    to = parseaddr(line[3:].strip())[1].lower()
+                elif line.lower().startswith("message-id:"):
+                    message_id = line.split(":", 1)[1].strip()
+            if to:
+                found.append((to, message_id))
     return found
 
 
-async def read_sent_records(bootstrap: str, referral_ids: set[str], timeout: float = 30.0) -> dict[str, Counter[str]]:
+def read_mails(platform: LocalPlatform) -> Counter[str]:
+    """Mails per recipient, as the citizen's mail system shows them: one per
+    Message-ID. A delivery whose sender died after the SMTP server accepted it and
+    before it was marked sent goes out again with the same Message-ID (see the
+    notifications service's delivery loop): counted in `mail_repeats`, not here."""
+    return Counter(to for to, _ in set(_mail_heads(platform)))
+
+
+def mail_repeats(platform: LocalPlatform) -> int:
+    heads = _mail_heads(platform)
+    return len(heads) - len(set(heads))
+
+
+async def signed_in_clients(platform: LocalPlatform) -> list[httpx.AsyncClient]:
+    """One client per instance of the referral service, each signed in on its own
+    instance (sessions are in PostgreSQL: any instance could check any token)."""
+    return [await signed_in_client(platform, url) for url in platform.urls("referral")]
+
+
+async def read_sent_records(bootstrap: str, referral_ids: set[str], timeout: float = 30.0,
+                            security: Any = None) -> dict[str, Counter[str]]:
     """Every `notification.sent` record on `notifications`, from the beginning to the
     end offsets of now, without a consumer group (nothing to join, nothing deduped)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    from relais_kit import kafka
+
+    consumer = AIOKafkaConsumer(**kafka.connection(bootstrap, security), enable_auto_commit=False,
                                 auto_offset_reset="earliest", fetch_max_wait_ms=50)
     await consumer.start()
     found: dict[str, Counter[str]] = defaultdict(Counter)
@@ -322,13 +369,15 @@ async def settle(platform: LocalPlatform, tag: str, timeout: float = 120.0) -> t
         try:
             observed = await read_database(platform.database_url, tag)
             observed.mails = read_mails(platform)
+            observed.mail_repeats = mail_repeats(platform)
             done, state = settled(observed)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             done, state = False, f"database not readable: {exc!r}"
         if done or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.5)
-    observed.sent_records = await read_sent_records(platform.bootstrap, set(observed.referrals))
+    observed.sent_records = await read_sent_records(platform.bootstrap, set(observed.referrals),
+                                                    security=getattr(platform, "kafka_security", None))
     return observed, time.monotonic() - began, state
 
 
@@ -405,6 +454,7 @@ def reconcile(scenario: str, driver: Driver, o: Observed) -> Report:
         "mails missing": len(mails_missing),
         "mails duplicated": mails_dup,
         "mails to unknown addresses": unknown,
+        "mails re-sent with the same Message-ID (shown once)": o.mail_repeats,
         "notification.sent missing": len(sent_missing),
         "notification.sent duplicated": sent_dup,
         "notification.sent redelivered (harmless)": redelivered,

@@ -18,6 +18,7 @@ import ssl
 import struct
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,6 +67,14 @@ def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
 
 async def _round_trip(bootstrap: str, security: kafka.KafkaSecurity) -> list[bytes]:
     topic = f"auth-{uuid.uuid4().hex[:8]}"
+    from aiokafka.admin import NewTopic
+
+    admin = kafka.admin(bootstrap, security)  # our clients never create a topic by using it
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+    finally:
+        await admin.close()
     producer = kafka.producer(bootstrap, security)
     await producer.start()
     try:
@@ -225,3 +234,30 @@ def test_the_python_example_signs_in_through_librdkafka(front: Front) -> None:
 
     with pytest.raises(KafkaException):
         bad.list_topics(timeout=5)
+
+
+def test_the_platform_gives_every_child_its_own_principal(module_database_url: str, tmp_path: Path) -> None:
+    """`make run`: the services, the desk, the simulator and the launcher itself each
+    sign in as their own user through the front, and nobody is refused."""
+    from deploy.local.launcher import LocalPlatform
+
+    with LocalPlatform(tmp_path / "platform", ports="free", database_url=module_database_url,
+                       desk_operator="justice") as platform:
+        assert platform.kafka_auth
+        log = platform.log_path("kafka-gateway")
+        deadline = time.monotonic() + 30
+        wanted = {"relais-referral", "relais-sites", "relais-notifications", "relais-desk-justice",
+                  "relais-simulator", "relais-ops"}
+        while True:
+            events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+            signed_in = {e["principal"] for e in events if e["event"] == "kafka_client_authenticated"}
+            if wanted <= signed_in or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert wanted <= signed_in, f"missing: {wanted - signed_in}"
+        assert not [e for e in events if e["event"] == "kafka_connection_refused"]
+        env_file = platform.kafka_credentials.env_file("relais-ops")
+        assert env_file.stat().st_mode & 0o077 == 0, "the ops credentials must be readable by their owner only"
+        password = platform.kafka_credentials.passwords()["relais-referral"]
+        for name in ("referral", "sites", "notifications", "desk", "simulator"):
+            assert password not in platform.log_path(name).read_text(), f"{name} logged a Kafka password"

@@ -50,17 +50,27 @@ TRANSIENT = (*CONNECTION_LOST, asyncpg.SerializationError, asyncpg.DeadlockDetec
 
 class _ReadFromStart(ConsumerRebalanceListener):  # type: ignore[misc]
     """For views rebuilt from a compacted topic: whatever the group committed, read
-    everything again; events already handled are dropped by their id."""
+    everything again; events already handled are dropped by their id. `once`: each
+    partition only the first time it is assigned (after the broker was lost: the group's
+    offsets may be stale ones committed by a client that still knew the old broker)."""
 
-    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, *, once: bool = False,
+                 rewound: Callable[[], None] | None = None) -> None:
         self._consumer = consumer
+        self._once = once
+        self._rewound: set[TopicPartition] = set()
+        self._on_rewound = rewound
 
     async def on_partitions_revoked(self, revoked: object) -> None:
         pass
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        if assigned:
-            await self._consumer.seek_to_beginning(*assigned)
+        todo = [tp for tp in assigned if not (self._once and tp in self._rewound)]
+        if todo:
+            await self._consumer.seek_to_beginning(*todo)
+            self._rewound.update(todo)
+            if self._on_rewound is not None:
+                self._on_rewound()
 
 
 class EventConsumer:
@@ -79,16 +89,26 @@ class EventConsumer:
         self._consumer: AIOKafkaConsumer
         self.handled = 0
         self.dead_lettered = 0
+        self.rewind_next_run = False  # relais_kit.recovery: the broker was lost
 
     async def run(self) -> None:
-        self._consumer = self._client()
-        await self._consumer.start()
-        listener = _ReadFromStart(self._consumer) if self._from_beginning else None
-        self._consumer.subscribe(self._topics, listener=listener)
+        self._consumer = client = self._client()
+        await client.start()
+        listener = (_ReadFromStart(client) if self._from_beginning
+                    else _ReadFromStart(client, once=True, rewound=self._rewind_done) if self.rewind_next_run
+                    else None)
+        client.subscribe(self._topics, listener=listener)
         try:
             await self._poll_forever()
         finally:
-            await asyncio.wait_for(self._consumer.stop(), 5)
+            await asyncio.wait_for(client.stop(), 5)
+
+    def _rewind_done(self) -> None:
+        self.rewind_next_run = False  # a run that fails before its first assignment rewinds next time
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self._topics)
 
     async def _poll_forever(self) -> None:
         while True:

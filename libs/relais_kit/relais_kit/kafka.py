@@ -18,6 +18,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from relais_kit import autocreate  # noqa: F401  (our clients never create a topic by asking)
+
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
 # The variables, named alike in every service, tool, example and the conformance kit.

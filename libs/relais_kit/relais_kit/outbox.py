@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from relais_kit.db import CONNECTION_LOST
 from relais_kit.envelope import CloudEvent, to_record
+from relais_kit.leadership import Leadership, Lease
 from relais_kit.logs import log
 from relais_kit.resealing import SealedColumn
 from relais_kit.vault import Vault
@@ -44,12 +45,14 @@ def event_of(row: asyncpg.Record, source: str, vault: Vault) -> CloudEvent:
 
 
 class OutboxRelay:
-    """One relay publishes per schema at a time (advisory lock), which keeps the
-    per-referral order of the outbox on the topic."""
+    """One relay publishes per schema at a time (`relais_kit.leadership`: an advisory
+    lock, fenced), which keeps the per-referral order of the outbox on the topic; the
+    relays of the other instances wait for the lock."""
 
     def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, *, source: str, vault: Vault,
-                 batch_size: int = 500, idle_poll_s: float = 1.0) -> None:
+                 batch_size: int = 500, idle_poll_s: float = 1.0, leadership: Leadership | None = None) -> None:
         self._pool = pool
+        self._leadership = leadership or Leadership.on_pool("outbox", pool)
         self._producer = producer
         self._vault = vault
         self._source = source
@@ -58,6 +61,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._stopping = False
         self.published = 0
+        self.leading = False  # holds the schema's relay lock (shown by /healthz)
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()
@@ -79,41 +83,51 @@ class OutboxRelay:
                 await asyncio.sleep(1.0)
 
     async def _run_once_connected(self) -> None:
-        async with self._pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock(hashtext(current_schema() || '.outbox'))")
+        lease = await self._leadership.acquire(lambda: self._stopping)
+        if lease is None:  # stopped while another instance held the lock
+            return
+        conn = lease.conn
+        channel = ""
+        self.leading = True
+        try:
             channel = f"{CHANNEL}_{await conn.fetchval('SELECT current_schema()')}"
             await conn.add_listener(channel, self._on_notify)
-            try:
-                while not self._stopping:
-                    sent = await self.publish_pending(conn)
-                    if sent < self._batch:
-                        try:
-                            await asyncio.wait_for(self._wake.wait(), self._idle)
-                        except TimeoutError:
-                            pass
-                        self._wake.clear()
-            finally:
-                # After a database restart the connection is gone, and so are its
-                # listener and lock: nothing to undo, and the real error matters more.
-                with contextlib.suppress(*CONNECTION_LOST):
+            while not self._stopping:
+                sent = await self.publish_pending(conn, lease)
+                if sent < self._batch:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self._idle)
+                    except TimeoutError:
+                        pass
+                    self._wake.clear()
+        finally:
+            # After a database restart the connection is gone, and so are its
+            # listener and lock: nothing to undo, and the real error matters more.
+            with contextlib.suppress(*CONNECTION_LOST):
+                if channel:
                     await conn.remove_listener(channel, self._on_notify)
-                    await conn.execute("SELECT pg_advisory_unlock_all()")
+            self.leading = False
+            await self._leadership.release(lease)
 
-    async def publish_pending(self, conn: asyncpg.Connection) -> int:
+    async def publish_pending(self, conn: asyncpg.Connection, lease: Lease | None = None) -> int:
+        """`lease`: fencing, nothing is handed to the producer unless the lock was
+        proven held less than a lease ago (LeadershipLost otherwise)."""
         rows = await conn.fetch(
             "SELECT * FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1", self._batch)
         if not rows:
             return 0
-        await self._send_all(rows)
+        await self._send_all(rows, lease)
         await conn.execute(
             "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])",
             [r["id"] for r in rows])
         self.published += len(rows)
         return len(rows)
 
-    async def _send_all(self, rows: Sequence[asyncpg.Record]) -> None:
+    async def _send_all(self, rows: Sequence[asyncpg.Record], lease: Lease | None = None) -> None:
         futures = []
         for row in rows:
+            if lease is not None:
+                await lease.keep()
             key, value, headers = to_record(event_of(row, self._source, self._vault))
             futures.append(await self._producer.send(row["topic"], value=value, key=key, headers=headers))
         # Bounded: after a broker pause a delivery future has been seen never to resolve;

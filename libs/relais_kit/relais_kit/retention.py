@@ -8,7 +8,9 @@ the rows only serve re-publication and inspection), processed event ids past
 `RELAIS_RETENTION_PROCESSED_EVENTS_DAYS` (they must outlive any redelivery: the
 longest retention of a topic, dead letters included), and expired sessions. Each
 service adds its own steps (anonymising closed referrals, deliveries…). One instance
-at a time runs the job (advisory lock)."""
+at a time runs the job (advisory lock), and the scheduled job runs once per period
+whatever the number of instances (a run skips when another one started less than a
+period ago: `retention_runs`)."""
 
 from __future__ import annotations
 
@@ -80,14 +82,19 @@ def _count(status: str) -> int:
 
 
 async def run_once(pool: asyncpg.Pool, steps: Sequence[tuple[str, Step]], *, trigger: str = "schedule",
-                   at: datetime | None = None) -> dict[str, int] | None:
+                   at: datetime | None = None, unless_ran_within: timedelta | None = None) -> dict[str, int] | None:
     """Every step, each in its own transaction, then the run's record. None when
-    another instance is running the job."""
+    another instance is running the job, or (`unless_ran_within`) a run with the same
+    trigger started less than that long ago."""
     moment = at or now()
     async with pool.acquire() as lock:
         if not await lock.fetchval("SELECT pg_try_advisory_lock(hashtext(current_schema() || '.retention'))"):
             return None
         try:
+            if unless_ran_within is not None and await lock.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM retention_runs WHERE trigger = $1 AND started_at > $2)",
+                    trigger, moment - unless_ran_within):
+                return None  # another instance's turn came first
             counts: dict[str, int] = {}
             for name, step in steps:
                 async with pool.acquire() as conn, conn.transaction():
@@ -109,6 +116,9 @@ class RetentionJob:
         self._every_s = every_s
 
     async def run(self) -> None:
+        # A little less than the period: the instance that ran last time is not
+        # pushed out by its own run's record.
+        period = timedelta(seconds=self._every_s * 0.9)
         while True:
-            await run_once(self._pool, self._steps)
+            await run_once(self._pool, self._steps, unless_ran_within=period)
             await asyncio.sleep(self._every_s)

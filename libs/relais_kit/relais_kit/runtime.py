@@ -23,8 +23,10 @@ from relais_kit import kafka
 from relais_kit.consumer import EventConsumer, Handler
 from relais_kit.contract import Contract, load_contract
 from relais_kit.db import DATABASE_AWAY, create_pool, migrate
+from relais_kit.leadership import Leadership
 from relais_kit.logs import log
 from relais_kit.outbox import SEALED_DATA, OutboxRelay
+from relais_kit.recovery import BrokerWatch, LostHook
 from relais_kit.resealing import Resealer, SealedColumn
 from relais_kit.retention import Periods, RetentionJob, Step, check_periods, kit_steps
 from relais_kit.settings import PlatformSettings
@@ -48,6 +50,8 @@ class Runtime:
     consumers: list[EventConsumer] = field(default_factory=list)
     source_uri: str | None = None
     retention_steps: list[tuple[str, Step]] = field(default_factory=list)
+    broker_watch: BrokerWatch | None = None
+    on_broker_lost: list[LostHook] = field(default_factory=list)  # see relais_kit.recovery.LostHook
 
     @property
     def source(self) -> str:
@@ -59,11 +63,21 @@ class Runtime:
     async def start(cls, service: str, settings: PlatformSettings, migrations: Path | Sequence[Path],
                     *, schema: str | None = None, source: str | None = None,
                     sealed: Sequence[SealedColumn] = (),
-                    retention: Callable[[Runtime], Sequence[tuple[str, Step]]] | None = None) -> Runtime:
+                    retention: Callable[[Runtime], Sequence[tuple[str, Step]]] | None = None,
+                    on_broker_lost: Callable[[Runtime], Sequence[LostHook]] | None = None) -> Runtime:
         """Waits for the database and the broker as long as it takes (callers run this
         in the background: see `serving`). `sealed`: the service's columns of
         personal data, kept under the current data key by the re-sealing loop;
-        `retention`: the service's own steps of the retention job (the kit's run too)."""
+        `retention`: the service's own steps of the retention job (the kit's run too);
+        `on_broker_lost`: what the service writes once per broker loss, in the repair's
+        transaction (relais_kit.recovery: e.g. re-announcing a compacted topic's state)."""
+        security = kafka.KafkaSecurity.from_env()
+        if settings.production and not security.encrypted_and_authenticated:
+            raise kafka.KafkaSettingsError(
+                "RELAIS_ENV=production needs an encrypted, authenticated Kafka connection: "
+                "KAFKA_SECURITY_PROTOCOL=SASL_SSL with this service's own KAFKA_SASL_USERNAME, or SSL "
+                f"with a client certificate (got {security.protocol})")
+        log.info("kafka_connection", service=service, **security.describe())
         contract = load_contract(settings.schemas_dir)
         periods = Periods(timedelta(days=settings.retention_outbox_days),
                           timedelta(days=settings.retention_processed_events_days))
@@ -78,13 +92,37 @@ class Runtime:
             await asyncio.wait([asyncio.ensure_future(producer.stop()), asyncio.ensure_future(pool.close())],
                                timeout=2)
             raise
-        relay = OutboxRelay(pool, producer, source=source or f"/relais/{service}", vault=vault)
+        relay = OutboxRelay(pool, producer, source=source or f"/relais/{service}", vault=vault,
+                            leadership=Leadership.dedicated("outbox", settings.database_url, schema or service))
         runtime = cls(service, settings, contract, pool, producer, relay, vault, source_uri=source)
         runtime.supervise("outbox-relay", relay.run)
         runtime.supervise("resealing", Resealer(pool, vault, (SEALED_DATA, *sealed)).run)
         runtime.retention_steps = [*kit_steps(periods), *(retention(runtime) if retention else ())]
         runtime.supervise("retention", RetentionJob(pool, runtime.retention_steps, settings.retention_check_s).run)
+        runtime.on_broker_lost.extend(on_broker_lost(runtime) if on_broker_lost else ())
+        runtime.broker_watch = BrokerWatch(
+            pool, bootstrap=settings.kafka_bootstrap_servers, schema=schema or service,
+            topics=load_topics(settings.topics_file), topics_in_use=runtime.consumed_topics,
+            on_new_broker=runtime.restart_consumers, outbox_days=settings.retention_outbox_days,
+            override_days=settings.republish_window_days, check_s=settings.broker_check_s,
+            on_lost=runtime.on_broker_lost)
+        runtime.supervise("broker-watch", runtime.broker_watch.run)
         return runtime
+
+    def consumed_topics(self) -> list[str]:
+        return [topic for consumer in self.consumers for topic in consumer.topics]
+
+    async def restart_consumers(self) -> None:
+        """After the broker was lost (relais_kit.recovery): each consumer starts again
+        with a new client, reading the new topics from their beginning once."""
+        for consumer in self.consumers:
+            name = f"consumer:{consumer.name}"
+            old = self.loops.get(name)
+            if old is not None:
+                old.cancel()
+                await asyncio.wait([old], timeout=6)
+            consumer.rewind_next_run = True
+            self.supervise(name, consumer.run)
 
     def supervise(self, name: str, loop: Loop) -> None:
         self.loops[name] = asyncio.create_task(_forever(name, loop), name=name)
@@ -124,6 +162,8 @@ class Runtime:
         except Exception as exc:
             checks["database"] = f"down: {type(exc).__name__}"
         checks["loops"] = {n: ("running" if not t.done() else "stopped") for n, t in self.loops.items()}
+        # One instance per schema publishes the outbox; the others stand by for its lock.
+        checks["outbox_relay"] = "leader" if self.relay.leading else "standby"
         healthy = checks["database"] == "ok" and all(not t.done() for t in self.loops.values())
         return {"status": "ok" if healthy else "degraded", "service": self.service, **checks}
 

@@ -123,9 +123,11 @@ async def add_account(conn: asyncpg.Connection, user_id: str, password: str, rol
 
 
 async def seed_demo_accounts(conn: asyncpg.Connection) -> None:
-    for user_id, password, role, site_id, department, name in DEMO_ACCOUNTS:
-        if await store.get(conn, user_id) is None:
-            await add_account(conn, user_id, password, role, site_id, name, department)
+    async with conn.transaction():  # one instance at a time: several may start together
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.demo_accounts'))")
+        for user_id, password, role, site_id, department, name in DEMO_ACCOUNTS:
+            if await store.get(conn, user_id) is None:
+                await add_account(conn, user_id, password, role, site_id, name, department)
 
 
 async def disable(conn: asyncpg.Connection, user_id: str) -> int | None:
