@@ -341,7 +341,12 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     tls = server_tls(args.cert, args.key, args.client_ca) if args.cert else None
     gateway = Gateway(_address(args.upstream), Credentials(args.credentials), tls)
     host, port = _address(args.listen)
-    asyncio.run(gateway.serve(host, port))
+    try:  # libuv's loop: about half the CPU of asyncio's for this byte pump
+        import uvloop
+    except ImportError:
+        asyncio.run(gateway.serve(host, port))
+    else:
+        uvloop.run(gateway.serve(host, port))
     return 0
 
 
