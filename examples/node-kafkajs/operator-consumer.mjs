@@ -6,6 +6,10 @@
 // ECDH-ES + A256GCM) with the operator's private key, and answers each routed referral
 // with `operator.acknowledged` then `operator.answered` on `operator.<code>.outbox`.
 //
+// A `referral.routed` delivered again after we answered it is a request: the platform lost
+// our replies (with its broker) and asks for them again. We send the very replies we sent
+// about that referral again, with the same `ce_id`s; any other repeated event is skipped.
+//
 // It depends on nothing but the contract: the `schemas/` folder, CloudEvents 1.0 in
 // Kafka binary mode, the topic names and the operator's key pair. Copy it, then replace
 // `answerReferral()` and `answerAfterInfo()` with your own case handling.
@@ -418,6 +422,17 @@ class OperatorConsumer {
     this.cancelled = new Set();
     /** Referrals this process already answered. @type {Set<string>} */
     this.answered = new Set();
+    // The replies we sent about each referral, exactly as sent (key, value, headers with
+    // their ce_id and ce_time), and the referral of each routed event we handled. A
+    // `referral.routed` delivered again after we answered it asks for them again: Relais
+    // lost them with its broker (docs/broker-loss.md). A production consumer keeps its
+    // replies in its own database, next to the case and in the same transaction, and
+    // re-sends those stored rows: never a second case, a second letter, nor a reply
+    // rebuilt with new ids or a new content.
+    /** @type {Map<string, import("kafkajs").Message[]>} referral id -> replies sent */
+    this.replies = new Map();
+    /** @type {Map<string, string>} ce_id of a routed event handled -> its referral id */
+    this.routed = new Map();
     this.handledCount = 0;
     this.lastRecordAt = Date.now();
 
@@ -525,7 +540,12 @@ class OperatorConsumer {
       return;
     }
     if (this.seen.has(ceId)) {
-      log("INFO", `skipped duplicate ${name} ce_id=${ceId}`);
+      const referralId = name === "referral.routed" ? this.routed.get(ceId) : undefined;
+      if (referralId !== undefined && this.replies.has(referralId)) {
+        await this.sendAgain(ceId, referralId);
+      } else {
+        log("INFO", `skipped duplicate ${name} ce_id=${ceId}`);
+      }
       return;
     }
     const problems = Contract.problems(this.contract.readers[name], data);
@@ -573,8 +593,10 @@ class OperatorConsumer {
       replies = answerAfterInfo(this.operator, data, personal);
     }
 
+    if (name === "referral.routed") this.routed.set(ceId, referralId);
     if (replies.length) {
-      await this.send(replies);
+      const records = await this.send(replies);
+      this.replies.set(referralId, [...(this.replies.get(referralId) ?? []), ...records]);
       if (replies.some(([n]) => n === "operator.answered")) this.answered.add(referralId);
       const procedure = data.procedure ? ` procedure=${data.procedure}` : "";
       log("INFO", `handled ${name} ce_id=${ceId} referral=${referralId}${procedure} -> ${replies.map(([n]) => n).join(", ")}${note}`);
@@ -585,8 +607,10 @@ class OperatorConsumer {
   }
 
   /**
-   * Validates and produces the events; resolves once the broker has them all.
+   * Validates and produces the events; resolves, once the broker has them all, with the
+   * records as sent (to send them again if asked).
    * @param {Array<[string, Data]>} events
+   * @returns {Promise<import("kafkajs").Message[]>}
    */
   async send(events) {
     for (const [name, data] of events) {
@@ -594,13 +618,33 @@ class OperatorConsumer {
       const problems = Contract.problems(this.contract.writers[name], data);
       if (problems.length) throw new Error(`${name} does not match its schema: ${problems.join("; ")}`);
     }
+    const records = events.map(([name, data]) => outboxRecord(this.operator, name, data));
+    await this.produce(records);
+    return records;
+  }
+
+  /**
+   * A `referral.routed` we answered, delivered again: the platform asks for our replies
+   * again (it lost them with its broker). The same records: same `ce_id`s, same
+   * content, same order; Relais drops those it already has.
+   * @param {string} ceId @param {string} referralId
+   */
+  async sendAgain(ceId, referralId) {
+    if (this.cancelled.has(referralId)) {
+      log("INFO", `skipped duplicate referral.routed ce_id=${ceId} referral=${referralId}: cancelled`);
+      return;
+    }
+    const records = this.replies.get(referralId) ?? [];
+    await this.produce(records);
+    const names = records.map((r) => String(r.headers?.ce_type).replace(TYPE_RE, "$<name>"));
+    log("INFO", `re-sent replies to re-delivered referral.routed ce_id=${ceId} referral=${referralId} -> ${names.join(", ")} (same ce_ids)`);
+  }
+
+  /** @param {import("kafkajs").Message[]} records */
+  async produce(records) {
     // One request, in order, acknowledged by every in-sync replica (acks = -1) before
     // it resolves: the offset is committed only after that.
-    await this.producer.send({
-      topic: this.outbox,
-      acks: -1,
-      messages: events.map(([name, data]) => outboxRecord(this.operator, name, data)),
-    });
+    await this.producer.send({ topic: this.outbox, acks: -1, messages: records });
   }
 }
 

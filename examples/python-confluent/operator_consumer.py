@@ -8,6 +8,10 @@ referral with `operator.acknowledged` then `operator.answered` on
 the citizen's details, the adviser's messages) arrives encrypted for you alone: a
 JWE (ECDH-ES, A256GCM) that only your private key opens.
 
+A `referral.routed` delivered again after we answered it is a request: the platform
+lost our replies (with its broker) and asks for them again. We send the very replies we
+sent the first time again, with the same `ce_id`s; any other repeated event is skipped.
+
 It depends on nothing but the contract: the `schemas/` folder, CloudEvents 1.0 in
 Kafka binary mode, and the topic names. Copy it, then replace `answer_referral()`
 with your own case handling.
@@ -59,6 +63,9 @@ OUTBOX_EVENTS = ("operator.acknowledged", "operator.answered")
 
 # Kafka record headers: (name, value) pairs, in order; a name may repeat.
 Headers = list[tuple[str, str | bytes | None]]
+
+# A reply as sent: (event name, record key, value, headers).
+Reply = tuple[str, bytes, bytes, Headers]
 
 # Headers every event must carry (CloudEvents binary mode: attributes are `ce_*` headers).
 REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "content-type")
@@ -290,6 +297,13 @@ class OperatorConsumer:
         # work the event caused, and checks it before doing anything.
         self.seen: set[str] = set()
         self.cancelled: set[str] = set()  # referrals withdrawn: send nothing more about them
+        # The replies we sent, exactly as sent (key, value, headers), per routed event
+        # (its `ce_id`). A `referral.routed` delivered again after we answered it asks
+        # for them again: Relais lost them with its broker (docs/broker-loss.md). A
+        # production consumer keeps its replies in its own database, next to the case
+        # and in the same transaction, and re-sends those stored rows: never a second
+        # case, a second letter, nor a reply rebuilt with new ids or a new content.
+        self.replies: dict[str, list[Reply]] = {}
         # Hand librdkafka's own log lines to Python logging.
         kafka_log = logging.getLogger("librdkafka")
         self.consumer = Consumer({
@@ -381,7 +395,10 @@ class OperatorConsumer:
             log.info("skipped unknown event type %s ce_id=%s at %s", ce_type, ce_id, where)
             return
         if ce_id in self.seen:
-            log.info("skipped duplicate %s ce_id=%s", name, ce_id)
+            if name == "referral.routed" and ce_id in self.replies:
+                self.send_again(ce_id)
+            else:
+                log.info("skipped duplicate %s ce_id=%s", name, ce_id)
             return
 
         problems = self.contract.problems(self.contract.readers[name], data)
@@ -403,9 +420,10 @@ class OperatorConsumer:
         if name == "referral.routed" and referral_id in self.cancelled:
             log.info("skipped %s ce_id=%s referral=%s: cancelled", name, ce_id, referral_id)
         elif name == "referral.routed":
-            sent = self.send(answer_referral(self.operator, data, personal))
+            records = self.send(answer_referral(self.operator, data, personal))
+            self.replies[ce_id] = records
             log.info("handled %s ce_id=%s referral=%s procedure=%s -> %s%s",
-                     name, ce_id, referral_id, data["procedure"], ", ".join(sent), note)
+                     name, ce_id, referral_id, data["procedure"], ", ".join(n for n, *_ in records), note)
         else:
             # referral.info_provided: attach the adviser's message to your case.
             # referral.cancelled: close your case, the citizen withdrew.
@@ -423,28 +441,45 @@ class OperatorConsumer:
             raise Skip(f"personal_data is not valid: {'; '.join(problems)}")
         return personal
 
-    def send(self, events: list[tuple[str, dict[str, Any]]]) -> list[str]:
-        """Validates and produces the events, then waits until the broker has them all."""
+    def send(self, events: list[tuple[str, dict[str, Any]]]) -> list[Reply]:
+        """Validates the events, produces them, waits until the broker has them all, and
+        returns the records as sent (to send them again if asked)."""
+        for name, data in events:
+            # Never send what the contract refuses: the platform would dead-letter it.
+            problems = self.contract.problems(self.contract.writers[name], data)
+            if problems:
+                raise ValueError(f"{name} does not match its schema: {'; '.join(problems)}")
+        records = [(name, *outbox_record(self.operator, name, data["referral_id"], data)) for name, data in events]
+        self.produce(records)
+        return records
+
+    def send_again(self, ce_id: str) -> None:
+        """A `referral.routed` we answered, delivered again: the platform asks for our
+        replies again (it lost them with its broker). The same records, byte for byte:
+        same `ce_id`s, same content, same order; Relais drops those it already has."""
+        records = self.replies[ce_id]
+        referral_id = records[0][1].decode()
+        if referral_id in self.cancelled:
+            log.info("skipped duplicate referral.routed ce_id=%s referral=%s: cancelled", ce_id, referral_id)
+            return
+        self.produce(records)
+        log.info("re-sent replies to re-delivered referral.routed ce_id=%s referral=%s -> %s (same ce_ids)",
+                 ce_id, referral_id, ", ".join(n for n, *_ in records))
+
+    def produce(self, records: list[Reply]) -> None:
         failures: list[str] = []
 
         def on_delivery(err: Any, _msg: Message) -> None:
             if err is not None:
                 failures.append(str(err))
 
-        for name, data in events:
-            # Never send what the contract refuses: the platform would dead-letter it.
-            problems = self.contract.problems(self.contract.writers[name], data)
-            if problems:
-                raise ValueError(f"{name} does not match its schema: {'; '.join(problems)}")
-        for name, data in events:
-            key, value, headers = outbox_record(self.operator, name, data["referral_id"], data)
+        for _name, key, value, headers in records:
             self.producer.produce(self.outbox, key=key, value=value, headers=headers, on_delivery=on_delivery)
         # Flush BEFORE the offset is committed: the answers must be on the broker first.
         remaining = self.producer.flush(30)
         if remaining or failures:
             # Do not commit: stop, and the routed event is delivered again at restart.
             raise RuntimeError(f"could not deliver to {self.outbox}: {remaining} pending, errors: {failures}")
-        return [name for name, _ in events]
 
     def _on_assign(self, _consumer: Consumer, partitions: list[Any]) -> None:
         log.info("assigned %s partition(s) %s", self.inbox, sorted(p.partition for p in partitions))

@@ -2,6 +2,9 @@
 using only `schemas/`, the contract and the operator's private key: it runs as a
 separate `node` process, outside the repository, against the real broker.
 
+A routed referral it already answered, delivered again (the platform lost its broker),
+is answered again with the very same records; any other repeated event is skipped.
+
 Its npm dependencies are installed with `npm ci --prefix examples/node-kafkajs`
 (done here when `node_modules` is missing, so a clean clone passes)."""
 
@@ -17,6 +20,9 @@ import subprocess
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +66,19 @@ def seal(operator: str, plaintext: dict[str, Any]) -> str:
     return jwe.encrypt_compact(protected, json.dumps(plaintext, ensure_ascii=False).encode(), key)
 
 
-def routed_data(referral_id: str, *, sealed_for: str = OPERATOR,
-                sealed_referral: str | None = None) -> dict[str, Any]:
-    """The inbox shape of referral.routed for ants, personal data sealed for `sealed_for`
-    (with the referral id `sealed_referral` inside, by default the event's own)."""
+def routed_data(referral_id: str, *, sealed_for: str | None = None, sealed_referral: str | None = None,
+                operator: str = OPERATOR) -> dict[str, Any]:
+    """The inbox shape of referral.routed for ants (or `operator`), personal data sealed
+    for `sealed_for` (by default the operator), with the referral id `sealed_referral`
+    inside (by default the event's own)."""
     example = next(e for e in schema("referral.routed")["examples"] if "personal_data" in e)
     data = copy.deepcopy(example)
-    data.update(referral_id=referral_id, visit_id=str(uuid.uuid4()), operator=OPERATOR, procedure=PROCEDURE)
-    data["consent"].update(given_to=OPERATOR, scope="Identité et adresse transmises à l'ANTS pour la carte grise")
+    data.update(referral_id=referral_id, visit_id=str(uuid.uuid4()), operator=operator,
+                procedure=PROCEDURE.replace(OPERATOR, operator, 1))
+    data["consent"].update(given_to=operator, scope="Identité et adresse transmises à l'ANTS pour la carte grise")
     personal = {"referral_id": sealed_referral or referral_id, "summary": SUMMARY, "citizen": dict(CITIZEN)}
     assert not list(validator("referral.routed", "personal").iter_errors(personal))
-    data["personal_data"] = seal(sealed_for, personal)
+    data["personal_data"] = seal(sealed_for or operator, personal)
     return data
 
 
@@ -81,9 +89,23 @@ def info_provided_data(referral_id: str) -> dict[str, Any]:
             "personal_data": seal(OPERATOR, personal)}
 
 
+def reminder_data(referral_id: str, operator: str = OPERATOR) -> dict[str, Any]:
+    return {"referral_id": referral_id, "operator": operator, "due_at": "2026-03-21T18:00:00+01:00",
+            "overdue_since": "2026-03-21T18:00:05+01:00"}
+
+
+def sent_as(record: Any) -> tuple[bytes, bytes, tuple[tuple[str, bytes], ...]]:
+    """A record as its producer wrote it: key, value and headers (ce_id, ce_time...)."""
+    return record.key, record.value, tuple(record.headers)
+
+
 def reply_id(referral_id: str, name: str) -> str:
     """The deterministic ce_id the example must give its replies (as the Python one)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"/operators/{OPERATOR}/referrals/{referral_id}/{name}"))
+    return reply_id_of(OPERATOR, referral_id, name)
+
+
+def reply_id_of(operator: str, referral_id: str, name: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"/operators/{operator}/referrals/{referral_id}/{name}"))
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +119,61 @@ def node() -> str:
                                 capture_output=True, text=True, timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr
     return node_bin
+
+
+@dataclass
+class Example:
+    """The example running as a separate `node` process, its output collected."""
+
+    proc: asyncio.subprocess.Process
+    output: list[str] = field(default_factory=list)
+
+    def logged(self, *fragments: str) -> bool:
+        text = "".join(self.output)
+        return all(fragment in text for fragment in fragments)
+
+
+@asynccontextmanager
+async def running_example(node: str, kafka_bootstrap: str, tmp_path: Path,
+                          operator: str = OPERATOR) -> AsyncIterator[Example]:
+    """Starts the example with no PYTHONPATH nor NODE_PATH, in a working directory
+    outside the repository (it has only its npm dependencies, the schemas folder and
+    its private key); on the way out, stops it with SIGTERM and checks it left within
+    10 s, with status 0."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NODE_PATH", "NODE_OPTIONS")}
+    env["KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap
+    proc = await asyncio.create_subprocess_exec(
+        node, str(EXAMPLE), "--operator", operator, "--schemas", str(SCHEMAS),
+        "--private-key", str(KEYS / f"{operator}.private.jwk.json"),
+        "--group", f"operator-{operator}-example-node-{uuid.uuid4().hex[:8]}", "--idle-exit", "300",
+        cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    example = Example(proc)
+
+    async def pump() -> None:
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            example.output.append(line.decode(errors="replace"))
+
+    pump_task = asyncio.create_task(pump())
+    try:
+        yield example
+    except BaseException:
+        print("".join(example.output))  # the example's output, shown by pytest on failure
+        raise
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise AssertionError("the example did not stop within 10 s of SIGTERM\n"
+                                 + "".join(example.output)) from None
+        await pump_task
+    output = "".join(example.output)
+    assert proc.returncode == 0, output
+    assert "stop requested" in output and "stopped" in example.output[-1]
 
 
 IMPORT_RE = re.compile(r"""^\s*import\s+(?:[^'"]*?\s+from\s+)?["']([^"']+)["']""", re.MULTILINE)
@@ -139,28 +216,8 @@ def test_the_node_example_imports_only_its_declared_dependencies() -> None:
 async def test_node_example_answers_routed_referrals(kafka_bootstrap: str, node: str, tmp_path: Path) -> None:
     for name in ("referral.routed", "operator.acknowledged", "operator.answered"):
         Draft202012Validator.check_schema(schema(name))
-    # No PYTHONPATH nor NODE_PATH, and a working directory outside the repository: the
-    # example has only its npm dependencies, the schemas folder and its private key.
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NODE_PATH", "NODE_OPTIONS")}
-    env["KAFKA_BOOTSTRAP_SERVERS"] = kafka_bootstrap
-    proc = await asyncio.create_subprocess_exec(
-        node, str(EXAMPLE), "--operator", OPERATOR, "--schemas", str(SCHEMAS),
-        "--private-key", str(KEYS / f"{OPERATOR}.private.jwk.json"),
-        "--group", f"operator-{OPERATOR}-example-node-{uuid.uuid4().hex[:8]}", "--idle-exit", "300",
-        cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    output: list[str] = []
-
-    async def pump() -> None:
-        assert proc.stdout is not None
-        while line := await proc.stdout.readline():
-            output.append(line.decode(errors="replace"))
-
-    def logged(*fragments: str) -> bool:
-        text = "".join(output)
-        return all(fragment in text for fragment in fragments)
-
-    pump_task = asyncio.create_task(pump())
-    try:
+    async with running_example(node, kafka_bootstrap, tmp_path) as example:
+        logged, proc = example.logged, example.proc
         first, extra, later = (str(uuid.uuid4()) for _ in range(3))
         wrong_key, moved, invalid, elsewhere, cancelled, informed = (str(uuid.uuid4()) for _ in range(6))
         src = "/relais/referral"
@@ -170,7 +227,9 @@ async def test_node_example_answers_routed_referrals(kafka_bootstrap: str, node:
 
         # Phase 1: good, duplicate, unknown and broken events.
         twice = await send("referral.routed", routed_data(first), first)
-        dup = await send("referral.routed", routed_data(first), first, event_id=twice.id)  # same ce_id
+        # The same ce_id again: a routed referral already answered, so its replies are
+        # sent again, the very same records.
+        dup = await send("referral.routed", routed_data(first), first, event_id=twice.id)
         assert dup.id == twice.id
         teleported = await send("referral.teleported", {"referral_id": elsewhere, "operator": OPERATOR, "to": "mars"},
                                 elsewhere)
@@ -198,13 +257,14 @@ async def test_node_example_answers_routed_referrals(kafka_bootstrap: str, node:
         late_info = await send("referral.info_provided", info_provided_data(cancelled), cancelled)
         # Information provided on a referral routed before this consumer started.
         info = await send("referral.info_provided", info_provided_data(informed), informed)
-        reminder = await send("referral.reminder", {"referral_id": first, "operator": OPERATOR,
-                                                    "due_at": "2026-03-21T18:00:00+01:00",
-                                                    "overdue_since": "2026-03-21T18:00:05+01:00"}, first)
+        reminder = await send("referral.reminder", reminder_data(first), first)
+        # Any other event delivered twice is skipped the second time.
+        await send("referral.reminder", reminder_data(first), first, event_id=reminder.id)
 
         async def phase_one_read() -> bool:
             return logged(
-                f"skipped duplicate referral.routed ce_id={twice.id}",
+                f"re-sent replies to re-delivered referral.routed ce_id={twice.id} referral={first}",
+                f"skipped duplicate referral.reminder ce_id={reminder.id}",
                 f"skipped unknown event type {teleported.type} ce_id={teleported.id}",
                 f"skipped unknown event type fr.franceservices.referral.routed.v2 ce_id={v2_id}",
                 "ignored unknown field(s): priority",
@@ -227,13 +287,15 @@ async def test_node_example_answers_routed_referrals(kafka_bootstrap: str, node:
             answered_referrals = (first, extra, later)
 
             def all_answered(records: list[Any]) -> bool:
-                keys = {name: {r.key.decode() for r in of_type(records, name)}
+                keys = {name: [r.key.decode() for r in of_type(records, name)]
                         for name in ("operator.acknowledged", "operator.answered")}
-                return (all(ref in keys["operator.acknowledged"] and ref in keys["operator.answered"]
-                            for ref in answered_referrals) and informed in keys["operator.answered"])
+                return (all(keys[name].count(ref) == (2 if ref == first else 1)
+                            for ref in answered_referrals for name in keys)
+                        and informed in keys["operator.answered"])
 
-            await reader.until(all_answered, timeout=20, what="an acknowledged+answered pair per valid referral")
-            # Anything late (a second answer) would come now.
+            await reader.until(all_answered, timeout=20, what="an acknowledged+answered pair per valid referral "
+                                                              "(two for the one delivered twice)")
+            # Anything late (one more answer) would come now.
             settled = time.monotonic() + 2
             await reader.until(lambda _: time.monotonic() > settled, timeout=10)
             records = list(reader.records)
@@ -268,35 +330,83 @@ async def test_node_example_answers_routed_referrals(kafka_bootstrap: str, node:
         for referral_id in answered_referrals:
             acknowledged = by_referral[referral_id]["operator.acknowledged"]
             answered = by_referral[referral_id]["operator.answered"]
-            # Exactly one of each per referral, even for the event delivered twice.
-            assert len(acknowledged) == 1 and len(answered) == 1, referral_id
-            assert acknowledged[0].partition == answered[0].partition
-            assert acknowledged[0].offset < answered[0].offset  # acknowledged first
+            # One of each per referral; two for the routed event delivered twice, the very
+            # same records (ce_id, headers, value) in the same order.
+            copies = 2 if referral_id == first else 1
+            assert len(acknowledged) == copies and len(answered) == copies, referral_id
+            assert len({sent_as(r) for r in acknowledged}) == 1 and len({sent_as(r) for r in answered}) == 1
+            for ack, answer in zip(acknowledged, answered, strict=True):
+                assert ack.partition == answer.partition
+                assert ack.offset < answer.offset  # acknowledged first
             assert json.loads(answered[0].value)["outcome"] == "resolved"
         assert not by_referral[informed]["operator.acknowledged"]
         assert len(by_referral[informed]["operator.answered"]) == 1
-        assert len(ids) == len(set(ids)) == 2 * len(answered_referrals) + 1  # all distinct
+        assert len(set(ids)) == 2 * len(answered_referrals) + 1  # distinct per event...
+        assert len(ids) == len(set(ids)) + 2  # ... and the same when sent again
 
-        log_text = "".join(output)
+        log_text = "".join(example.output)
         for secret in SECRETS:
             assert secret not in log_text, "the example must not log personal data"
         assert log_text.count("handled referral.routed") == 3
+        assert log_text.count("re-sent replies") == 1
         assert "cannot be decrypted" in log_text and "for another referral" in log_text
-    except BaseException:
-        print("".join(output))  # the example's output, shown by pytest on failure
-        raise
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-        try:
-            await asyncio.wait_for(proc.wait(), timeout=10)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise AssertionError("the example did not stop within 10 s of SIGTERM\n" + "".join(output)) from None
-        await pump_task
-    assert proc.returncode == 0, "".join(output)
-    assert "stop requested" in "".join(output) and "stopped" in output[-1]
+
+
+async def test_a_routed_referral_delivered_again_is_answered_again_with_the_same_records(
+        kafka_bootstrap: str, node: str, tmp_path: Path) -> None:
+    """The broker lost: the platform delivers the inbox again with the original ce_ids.
+    The example sends every reply it sent about a routed referral again, identical (so
+    the platform drops those it has and applies those it lost), nothing for a referral
+    cancelled since, and skips the other repeated events."""
+    operator = "crous"  # an inbox and outbox of this test's own
+    inbox, outbox = f"operator.{operator}.inbox", f"operator.{operator}.outbox"
+    answered, withdrawn = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def send(name: str, data: dict[str, Any], subject: str, event_id: str | None = None) -> Any:
+        return await produce(kafka_bootstrap, inbox, name, data, subject=subject, source="/relais/referral",
+                             event_id=event_id)
+
+    def replies_about(records: list[Any], referral_id: str) -> list[Any]:
+        return [r for r in records if r.key.decode() == referral_id]
+
+    async with running_example(node, kafka_bootstrap, tmp_path, operator) as example, \
+            TopicReader(kafka_bootstrap, outbox) as reader:
+        routed = {ref: await send("referral.routed", routed_data(ref, operator=operator), ref)
+                  for ref in (answered, withdrawn)}
+        reminder = await send("referral.reminder", reminder_data(answered, operator), answered)
+        await reader.until(lambda rs: len(replies_about(rs, answered)) == len(replies_about(rs, withdrawn)) == 2,
+                           timeout=60, what="the first replies")
+        cancel = await send("referral.cancelled", {"referral_id": withdrawn, "operator": operator,
+                                                   "cancelled_at": "2026-03-17T12:00:00+01:00",
+                                                   "reason": "La personne a fait la démarche en ligne."}, withdrawn)
+        await eventually(lambda: asyncio.sleep(0, example.logged(f"handled referral.cancelled ce_id={cancel.id}")),
+                         timeout=20, what="the cancellation handled")
+        first_time = list(reader.records)
+
+        # The platform lost its broker: the same events again, with the same ce_ids.
+        for ref, event in routed.items():
+            await send("referral.routed", event.data, ref, event_id=event.id)
+        await send("referral.reminder", reminder.data, answered, event_id=reminder.id)
+        await send("referral.cancelled", cancel.data, withdrawn, event_id=cancel.id)
+        await reader.until(lambda rs: len(replies_about(rs, answered)) == 4, timeout=30,
+                           what="the replies sent again")
+        await eventually(lambda: asyncio.sleep(0, example.logged(
+            f"skipped duplicate referral.routed ce_id={routed[withdrawn].id} referral={withdrawn}: cancelled",
+            f"skipped duplicate referral.reminder ce_id={reminder.id}",
+            f"skipped duplicate referral.cancelled ce_id={cancel.id}")),
+            timeout=20, what="every repeated event read")
+        settled = time.monotonic() + 2  # anything more (a reply about the cancelled one) would come now
+        await reader.until(lambda _: time.monotonic() > settled, timeout=10)
+        records = list(reader.records)
+
+    again = replies_about(records, answered)
+    assert [sent_as(r) for r in again[2:]] == [sent_as(r) for r in replies_about(first_time, answered)]
+    assert [headers(r)["ce_id"] for r in again[2:]] == [reply_id_of(operator, answered, "operator.acknowledged"),
+                                                        reply_id_of(operator, answered, "operator.answered")]
+    assert replies_about(records, withdrawn) == replies_about(first_time, withdrawn)  # nothing new
+    assert example.logged(f"re-sent replies to re-delivered referral.routed ce_id={routed[answered].id} "
+                          f"referral={answered} -> operator.acknowledged, operator.answered (same ce_ids)")
+    assert "".join(example.output).count("handled referral.routed") == 2  # no second case opened
 
 
 def test_node_example_refuses_bad_arguments(node: str, tmp_path: Path) -> None:

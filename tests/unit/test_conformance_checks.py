@@ -127,6 +127,22 @@ def test_two_ce_ids_for_one_acknowledgement_fail_the_same_ce_id_twice_does_not(c
     assert "2 operator.acknowledged with different ce_id" in failed(obs, contract)["duplicate-delivery"][0]
 
 
+def test_replies_sent_again_with_the_same_ce_ids_on_a_redelivered_routed_event_conform(contract: Contract) -> None:
+    """The contract: a routed referral already answered, delivered again, asks for the
+    replies again with the same ce_ids (docs/broker-loss.md). A consumer doing so for
+    every referral it answered (the `cancel` one before its cancellation) passes."""
+    obs = good_observation()
+    cancel_at = next(s.at for s in obs.sent if s.name == "referral.cancelled")
+    again = [make_reply(r.arrived + 0.5, r.name or "", r.referral_id or "", ce_id=r.ce_id)
+             for r in obs.replies if r.arrived + 0.5 < cancel_at or r.referral_id != obs.referral(CANCEL)]
+    assert len(again) == len(obs.replies)
+    obs.replies += again
+    results = evaluate(obs, contract)
+    assert {r.status for r in results} == {checks.PASS}, [r.as_dict() for r in results if r.failures]
+    notes = next(r for r in results if r.name == "duplicate-delivery").notes
+    assert notes and f"{len(again)} reply(ies) re-sent with the same ce_id" in notes[0]
+
+
 def test_a_reply_to_the_unknown_type_or_a_stall_after_it_fails(contract: Contract) -> None:
     obs = good_observation()
     obs.replies.append(make_reply(0.3, ACK, obs.referral(UNKNOWN_TYPE) or ""))

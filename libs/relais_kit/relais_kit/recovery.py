@@ -63,6 +63,8 @@ MARKER_PARTITION = 0
 
 # Awaited with the connection of the repair's transaction, once per broker loss, by the
 # instance that repairs: what it writes to the outbox is published after the re-publication.
+# A hook that raises undoes the whole repair (nothing re-published, no new marker): the
+# watch loop fails, is restarted, and the next look repairs again.
 LostHook = Callable[[asyncpg.Connection], Awaitable[None]]
 
 

@@ -1,10 +1,12 @@
 """The sites service's FastAPI application and its lifespan: logging, the runtime
-(pool, migrations, producer, outbox relay), demo data when asked for."""
+(pool, migrations, producer, outbox relay; the whole registry announced again after a
+broker loss), demo data when asked for."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -15,6 +17,7 @@ from relais_kit.runtime import Runtime, serving
 from relais_kit.web import documentation, prepare_app
 from relais_sites.entrypoints import api
 from relais_sites.entrypoints.demo import seed_demo_sites
+from relais_sites.service_layer.sites import reannounce_registry
 from relais_sites.settings import SitesSettings, load_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -26,7 +29,8 @@ buses, with the operators each serves and their schedules.
 
 Every change is published on the compacted Kafka topic `sites` (record key: the site
 id) as a CloudEvent `fr.franceservices.site.upserted.v1` or
-`fr.franceservices.site.retired.v1`; see `schemas/events/`.
+`fr.franceservices.site.retired.v1`; see `schemas/events/`. When the broker comes back
+empty, the whole registry is announced again (every site, retired ones as retired).
 
 Authentication: a bearer token (JWT) issued by the referral service. Sites are public
 information: reading needs any valid token. Writing is a supervisor's, within their own
@@ -41,7 +45,8 @@ def create_app(settings: SitesSettings | None = None) -> FastAPI:
     settings = settings or load_settings()
 
     async def start() -> Runtime:
-        runtime = await Runtime.start("sites", settings, MIGRATIONS)
+        runtime = await Runtime.start("sites", settings, MIGRATIONS,
+                                      on_broker_lost=lambda rt: [partial(reannounce_registry, rt)])
         if settings.demo_data:
             await seed_demo_sites(runtime, settings.demo_file)
         return runtime

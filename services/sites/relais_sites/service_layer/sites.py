@@ -2,12 +2,14 @@
 sites table and, only when something changed, records the event announcing it in
 the outbox; the outbox relay publishes it on the `sites` topic afterwards. Each write
 first asks `domain.permissions` whether its editor may make it, on the registry as it
-stands inside that transaction."""
+stands inside that transaction. After a broker loss, `reannounce_registry` announces
+the whole registry again (the outbox window does not hold every site's last event)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
 from structlog.contextvars import bound_contextvars
 
 from relais_kit import outbox
@@ -98,6 +100,32 @@ async def retire_site(runtime: Runtime, site_id: str, *, by: Editor) -> Outcome:
                 runtime.vault)
         log.info("site_retired")
         return Outcome(record, created=False, changed=True)
+
+
+async def reannounce_registry(runtime: Runtime, conn: asyncpg.Connection) -> None:
+    """After the broker was lost (a `relais_kit.recovery` hook, in the repair's
+    transaction, after the outbox window was marked for re-publication): every site
+    announced again through the outbox, an active one as `site.upserted`, a retired one
+    as `site.retired`, so that the compacted `sites` topic holds every site again, not
+    only those changed within the window. Coming last in outbox order, these are the
+    last event of each key on the topic. Their data is the registry's (same
+    `updated_at`, same `retired_at`): a consumer that already had it changes nothing.
+
+    The table is locked against writers (SHARE) until the repair commits: a change
+    in flight commits first and is read here, a later one is recorded after these."""
+    await conn.execute("LOCK TABLE sites IN SHARE MODE")
+    records = await SiteStore(conn).list(SiteFilter(include_retired=True))
+    for record in records:
+        site_id = record.site.site_id
+        if record.retired_at is None:
+            event = runtime.contract.event(ev.UPSERTED, source=runtime.source, subject=site_id,
+                                           data=ev.upserted_data(record))
+        else:
+            event = runtime.contract.event(ev.RETIRED, source=runtime.source, subject=site_id,
+                                           data=ev.retired_data(site_id, record.retired_at))
+        await outbox.record(conn, ev.TOPIC, event, runtime.vault)
+    retired = sum(1 for r in records if r.retired_at is not None)
+    log.warning("sites_reannounced", active=len(records) - retired, retired=retired)
 
 
 def _refuse_if(refusal: str | None, by: Editor) -> None:
