@@ -397,7 +397,7 @@ class LocalPlatform:
     def kafka_principal(self, name: str) -> str:
         """The Kafka user a child connects as: its service's own (every instance of a
         service is the same principal, as on a cluster)."""
-        service = name.split("-")[0] if name.split("-")[0] in SERVICES else name
+        service = service_of(name) or name
         if service == "desk":
             return f"relais-desk-{self.desk_operator}"
         return f"relais-{service}"

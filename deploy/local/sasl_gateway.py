@@ -292,13 +292,19 @@ class Gateway:
         self.credentials = credentials
         self.tls = tls
         self.principals: set[str] = set()
+        self.connections: set[asyncio.Task[None]] = set()
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connection = Connection(self, reader, writer)
+        task = asyncio.current_task()
+        if task is not None:
+            self.connections.add(task)
         try:
             await connection.serve()
         finally:
-            await connection.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(connection.close(), 1.0)  # a peer cut off never answers
+            self.connections.discard(task)  # type: ignore[arg-type]
 
     async def serve(self, host: str, port: int) -> None:
         server = await asyncio.start_server(self.handle, host, port, ssl=self.tls, backlog=512)
@@ -308,8 +314,11 @@ class Gateway:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        async with server:
-            await stop.wait()
+        await stop.wait()
+        server.close()
+        for task in list(self.connections):  # clients reconnect elsewhere: no draining
+            task.cancel()
+        await asyncio.gather(*self.connections, return_exceptions=True)
 
 
 def server_tls(cert: Path, key: Path, client_ca: Path | None = None) -> ssl.SSLContext:
