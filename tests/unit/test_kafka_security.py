@@ -128,3 +128,13 @@ def test_stored_credentials_hold_no_password() -> None:
     assert "s3cret" not in text
     salted = hashlib.pbkdf2_hmac("sha512", b"s3cret-password", stored.salt, stored.iterations)
     assert stored.server_key == hmac.new(salted, b"Server Key", "sha512").digest()
+
+
+def test_a_tool_that_cannot_sign_in_says_as_whom_and_how_to_fix_it() -> None:
+    from relais_kit.kafka import unreachable
+
+    plain = unreachable("127.0.0.1:9092", ConnectionError("closed"), KafkaSecurity())
+    assert "no principal" in plain and "relais-ops.env" in plain
+    signed = unreachable("b:9093", ConnectionError("refused"),
+                         KafkaSecurity("SASL_PLAINTEXT", username="relais-ops", password="s3cret"))
+    assert "as relais-ops (SASL_PLAINTEXT, SCRAM-SHA-512)" in signed and "s3cret" not in signed

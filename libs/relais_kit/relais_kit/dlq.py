@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
 from relais_kit import kafka
 from relais_kit.settings import PlatformSettings
@@ -510,7 +511,15 @@ async def amain(argv: Sequence[str] | None = None) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return asyncio.run(amain(argv))
+    try:
+        return asyncio.run(amain(argv))
+    except kafka.KafkaSettingsError as exc:
+        print(f"relais_kit.dlq: {exc}", file=sys.stderr)
+        return 2
+    except KafkaConnectionError as exc:
+        bootstrap = PlatformSettings().kafka_bootstrap_servers
+        print(f"relais_kit.dlq: {kafka.unreachable(bootstrap, exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

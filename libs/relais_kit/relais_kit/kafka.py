@@ -134,6 +134,18 @@ class KafkaSecurity:
                 "kafka_mutual_tls": self.cert_file is not None}
 
 
+def unreachable(bootstrap: str, error: BaseException, security: KafkaSecurity | None = None) -> str:
+    """What a command line tool says when it cannot reach or sign in to the broker."""
+    try:
+        security = security or KafkaSecurity.from_env()
+    except KafkaSettingsError as exc:
+        return str(exc)
+    who = (f"as {security.principal} ({security.protocol}, {security.mechanism})" if security.sasl
+           else f"with {security.protocol} and no principal (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_USERNAME...)")
+    return (f"cannot reach or sign in to the broker at {bootstrap} {who}: {error}. "
+            "Against `make run`: set -a; . .data/kafka/env/relais-ops.env; set +a")
+
+
 def connection(bootstrap: str, security: KafkaSecurity | None = None) -> dict[str, object]:
     """bootstrap_servers and the security options, for any aiokafka client."""
     return {"bootstrap_servers": bootstrap, **(security or KafkaSecurity.from_env()).aiokafka_options()}
