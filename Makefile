@@ -26,8 +26,9 @@ $(VENV)/.installed: requirements.txt
 run: install
 	$(BIN)/python -m deploy.local.run
 
+# The fault scenarios (whole platforms, minutes each) are `make test-faults`: CI runs both.
 test: install chromium prometheus lint typecheck contract
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --ignore=tests/faults
 
 # Debian's Prometheus, for promtool (deploy/prometheus checks); does nothing when present.
 prometheus:

@@ -1,5 +1,5 @@
-"""Fault tests: 300 referrals through the whole platform (three services and the
-operator simulator as processes, an embedded broker and an embedded PostgreSQL owned
+"""Fault tests: 300 referrals through the whole platform (two instances of each of the
+three services — RELAIS_FAULT_INSTANCES — and the operator simulator as processes, an embedded broker and an embedded PostgreSQL owned
 by the platform, a real SMTP mailbox) while a fault happens:
 
 1. kill -9 of the referral service and of the notifications service at seeded random
@@ -44,6 +44,9 @@ RATE = 20.0
 SETTLE_S = 120.0
 SEED = int(os.environ.get("RELAIS_FAULT_SEED", "20261122"))
 SLOW_STOP_S = 10.0
+# Every scenario runs with this many processes of each service (as a deployment does):
+# a fault then also tests that the instances share the work and take it over.
+INSTANCES = int(os.environ.get("RELAIS_FAULT_INSTANCES", "2"))
 
 Fault = Callable[[LocalPlatform, Driver, list[str]], Coroutine[Any, Any, None]]
 
@@ -51,13 +54,15 @@ Fault = Callable[[LocalPlatform, Driver, list[str]], Coroutine[Any, Any, None]]
 @pytest.fixture
 def platform(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[LocalPlatform]:
     """A platform of the test's own: embedded broker and PostgreSQL, free ports, all
-    operators simulated, demo data."""
+    operators simulated, demo data, INSTANCES of each service."""
     started = time.monotonic()
-    p = LocalPlatform(tmp_path / "platform", ports="free", simulated_operators=None, demo_data=True)
+    p = LocalPlatform(tmp_path / "platform", ports="free", simulated_operators=None, demo_data=True,
+                      instances=INSTANCES)
     p.start()
     try:
         with capsys.disabled():
-            print(f"\nplatform ready in {time.monotonic() - started:.1f}s (logs in {p.log_dir})")
+            print(f"\nplatform with {INSTANCES} instance(s) of each service ready in "
+                  f"{time.monotonic() - started:.1f}s (logs in {p.log_dir})")
         yield p
     finally:
         stops = sigterm_stop_times(p)
