@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 import time
@@ -43,6 +42,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt import PyJWTError
 from jwt.algorithms import ECAlgorithm
+
+from relais_kit import keyfiles
 
 ALGORITHM = "ES256"
 CURVE = "P-256"
@@ -164,15 +165,8 @@ class FileTokenKeys:
         """The file's keys; a new file with one key, readable by its owner only, when
         there is none yet (dev and test). Two processes starting together end up with
         the same file: the first one's."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            temporary = _write_temporary(path, TokenKeySet.of(new_key()))
-            try:
-                os.link(temporary, path)  # atomic, and refused if the file appeared meanwhile
-            except FileExistsError:
-                pass
-            finally:
-                temporary.unlink()
+            keyfiles.create_once(path, TokenKeySet.of(new_key()).to_json())
         return cls(path, recheck_s=recheck_s)
 
     def _read(self) -> TokenKeySet:
@@ -181,7 +175,7 @@ class FileTokenKeys:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise TokenKeyError(f"{self.path}: cannot read the token keys ({exc.__class__.__name__})") from exc
-        self._stamp = _stamp(stat)
+        self._stamp = keyfiles.stamp(stat)
         return TokenKeySet.parse(raw, str(self.path))
 
     @property
@@ -190,29 +184,16 @@ class FileTokenKeys:
         if clock - self._checked >= self.recheck_s:
             self._checked = clock
             try:
-                if _stamp(self.path.stat()) != self._stamp:
+                if keyfiles.stamp(self.path.stat()) != self._stamp:
                     self._set = self._read()
             except (OSError, TokenKeyError):
                 pass  # a file being rewritten: keep the keys we have, look again later
         return self._set
 
 
-def _stamp(stat: os.stat_result) -> tuple[int, ...]:
-    return (stat.st_ino, stat.st_ctime_ns, stat.st_mtime_ns, stat.st_size)
-
-
-def _write_temporary(path: Path, keys: TokenKeySet) -> Path:
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(keys.to_json(), out, indent=2)
-        out.write("\n")
-    return temporary
-
-
 def write_key_file(path: Path, keys: TokenKeySet) -> None:
     """Writes atomically (a reader sees the old file or the new one), mode 0600."""
-    os.replace(_write_temporary(path, keys), path)
+    keyfiles.replace(path, keys.to_json())
 
 
 # -- the CLI -------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 import unicodedata
@@ -38,6 +37,8 @@ from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from relais_kit import keyfiles
 
 PREFIX = "rv1"
 NONCE_BYTES = 12
@@ -127,14 +128,7 @@ class FileKeyRing:
         """The file's keys; a new file with one key, readable by its owner only, when
         there is none yet (dev and test). Two processes starting together end up with
         the same file: the first one's."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = _write_temporary(path, new_key_set())
-        try:
-            os.link(temporary, path)  # atomic, and refused if the file appeared meanwhile
-        except FileExistsError:
-            pass
-        finally:
-            temporary.unlink()
+        keyfiles.create_once(path, new_key_set().to_json())
         return cls(path)
 
     def _read(self) -> KeySet:
@@ -143,7 +137,7 @@ class FileKeyRing:
             raw = json.loads(self.path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise VaultError(f"{self.path}: cannot read the data keys ({exc.__class__.__name__})") from exc
-        self._stamp = _stamp(stat)
+        self._stamp = keyfiles.stamp(stat)
         return KeySet.parse(raw, str(self.path))
 
     def _fresh(self) -> KeySet:
@@ -152,7 +146,7 @@ class FileKeyRing:
             self._checked = clock
             try:
                 stat = self.path.stat()
-                if _stamp(stat) != self._stamp:
+                if keyfiles.stamp(stat) != self._stamp:
                     self._set = self._read()
             except (OSError, VaultError):
                 pass  # a file being rewritten: keep the keys we have, look again later
@@ -173,24 +167,9 @@ class FileKeyRing:
         return self._fresh().index
 
 
-def _stamp(stat: os.stat_result) -> tuple[int, ...]:
-    """What changes when the file does: a replaced file is a new inode, and its change
-    time moves even when a copy kept the old modification time and size."""
-    return (stat.st_ino, stat.st_ctime_ns, stat.st_mtime_ns, stat.st_size)
-
-
-def _write_temporary(path: Path, keys: KeySet) -> Path:
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(keys.to_json(), out, indent=2)
-        out.write("\n")
-    return temporary
-
-
 def write_key_file(path: Path, keys: KeySet) -> None:
     """Writes atomically (a reader sees the old file or the new one), mode 0600."""
-    os.replace(_write_temporary(path, keys), path)
+    keyfiles.replace(path, keys.to_json())
 
 
 def normalise(text: str) -> str:
