@@ -1,6 +1,7 @@
 """Fault tests: 300 referrals through the whole platform (two instances of each of the
-three services — RELAIS_FAULT_INSTANCES — and the operator simulator as processes, an embedded broker and an embedded PostgreSQL owned
-by the platform, a real SMTP mailbox) while a fault happens:
+three services — RELAIS_FAULT_INSTANCES — and the operator simulator as processes, an
+embedded broker and an embedded PostgreSQL owned by the platform, a real SMTP mailbox)
+while a fault happens:
 
 1. kill -9 of the referral service and of the notifications service at seeded random
    moments, each restarted at once;
