@@ -3,6 +3,7 @@
 import argparse
 import json
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -159,3 +160,44 @@ def test_help_mentions_personal_data_and_redelivery(capsys):
         dlq.parser().parse_args(["replay", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert "dead-lettered again" in out and "--dry-run" in out and "--yes" in out
+
+
+class _InclusiveEndBroker:
+    """A consumer over one partition whose broker reports the last record's offset as
+    the end (as the embedded tansu does), not the next one."""
+
+    def __init__(self, tp: Any, count: int) -> None:
+        from types import SimpleNamespace
+
+        self.tp = tp
+        self.records = [SimpleNamespace(topic=tp.topic, partition=tp.partition, offset=o, key=b"k",
+                                        value=b"v", headers=[], timestamp=0) for o in range(count)]
+        self._position = 0
+
+    async def position(self, tp: Any) -> int:
+        return self._position
+
+    async def getmany(self, *tps: Any, timeout_ms: int = 0) -> dict[Any, list[Any]]:
+        batch = self.records[self._position:self._position + 1]  # one record per fetch
+        self._position += len(batch)
+        return {self.tp: batch} if batch else {}
+
+
+async def test_the_newest_dead_letter_is_listed_when_the_broker_reports_an_inclusive_end() -> None:
+    from aiokafka import TopicPartition
+
+    from relais_kit.dlq import _read_until
+
+    tp = TopicPartition("operator.caf.outbox.dlq", 1)
+    broker = _InclusiveEndBroker(tp, 2)
+    letters = await _read_until(broker, {tp: 1})  # type: ignore[arg-type]  # end 1 for offsets 0 and 1
+    assert [letter.id.offset for letter in letters] == [0, 1]
+
+
+async def test_an_empty_partition_is_read_at_once() -> None:
+    from aiokafka import TopicPartition
+
+    from relais_kit.dlq import _read_until
+
+    tp = TopicPartition("referrals.dlq", 0)
+    assert await _read_until(_InclusiveEndBroker(tp, 0), {tp: 0}) == []  # type: ignore[arg-type]

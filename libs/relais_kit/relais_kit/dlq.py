@@ -6,7 +6,8 @@ dlq_offset, dlq_consumer, dlq_time. A dead letter is named by its own position,
 `<topic>.dlq:<partition>:<offset>` (the first column of `list`).
 
 Reading never joins a consumer group: partitions are assigned by hand and read from
-their beginning up to the end seen at start, so no group's offsets move.
+their beginning until a fetch past the end seen at start finds nothing more (a broker's
+reported end is not trusted to be exclusive), so no group's offsets move.
 
 Replaying re-produces the ORIGINAL record (same key, value and headers, without the
 dlq_* headers, plus dlq_replayed_from and dlq_replayed_at) onto its source topic — the
@@ -41,6 +42,8 @@ DLQ_SUFFIX = ".dlq"
 DLQ_PREFIX = "dlq_"
 REASON_WIDTH = 80
 READ_TIMEOUT_S = 60.0
+# How long a partition read up to its reported end is polled once more for what follows.
+DRAIN_WAIT_MS = 300
 
 Headers = list[tuple[str, bytes]]
 
@@ -308,24 +311,26 @@ async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicParti
 
 
 async def _read_until(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> list[DeadLetter]:
-    """Reads the assigned partitions until each reaches its end offset."""
+    """Reads the assigned partitions until each has passed its end offset *and* a fetch
+    found nothing more. The end a broker reports is not trusted to be exclusive: the
+    embedded one reports the last record's offset (1 for records at 0 and 1), and a tool
+    ops rely on must never miss the newest dead letter. What arrived meanwhile is
+    listed too."""
     letters: list[DeadLetter] = []
-    pending = {tp for tp, end in ends.items() if await consumer.position(tp) < end}
+    pending = set(ends)
     deadline = time.monotonic() + READ_TIMEOUT_S
     while pending:
         if time.monotonic() > deadline:
             raise DlqError(f"timed out reading {', '.join(sorted(f'{t.topic}:{t.partition}' for t in pending))}")
-        batches = await consumer.getmany(*pending, timeout_ms=500)
-        for tp, records in batches.items():
-            letters += [_letter(r) for r in records if r.offset < ends[tp]]
-        for tp in list(pending):
-            if await consumer.position(tp) >= ends[tp]:
-                pending.discard(tp)
+        reached = {tp for tp in pending if await consumer.position(tp) >= ends[tp]}
+        batches = await consumer.getmany(*pending, timeout_ms=DRAIN_WAIT_MS if reached == pending else 500)
+        letters += [_letter(r) for records in batches.values() for r in records]
+        pending -= {tp for tp in reached if not batches.get(tp)}
     return letters
 
 
 async def read_dead_letters(bootstrap: str, topics: Sequence[str]) -> list[DeadLetter]:
-    """Every record of the given topics, from the beginning up to the end seen at start."""
+    """Every record of the given topics, from the beginning to past the end seen at start."""
     consumer = _reader(bootstrap)
     await consumer.start()
     try:
