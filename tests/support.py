@@ -123,3 +123,33 @@ def dump_schema(database_url: str, schema: str) -> str:
     if done.returncode != 0:
         raise AssertionError(f"pg_dump failed: {done.stderr[-500:]}")
     return done.stdout
+
+
+class LosableBroker:
+    """An embedded broker of a test's own, which it can lose: `lose()` kills it and
+    starts it again on the same port, empty (memory storage: no topic, no offset)."""
+
+    def __init__(self, port: int, log: Path) -> None:
+        self.port, self.log = port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        from relais_kit.embedded import start_broker
+
+        with self.log.open("ab") as out:
+            self.proc = start_broker(self.port, out)
+
+    def lose(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()

@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -24,13 +21,13 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from relais_kit.auth import User
 from relais_kit.db import create_pool, migrate
-from relais_kit.embedded import free_port, start_broker
 from relais_kit.recovery import BrokerWatch, State
 from relais_kit.runtime import Runtime, until_ready
 from relais_kit.settings import REPO_ROOT
 from relais_kit.topics import create_topics, load_topics
 from relais_sites.app import create_app
 from relais_sites.settings import load_settings
+from tests.support import LosableBroker as Broker
 from tests.support import eventually
 from tests.tokens_support import JWKS_URL, bearer_for
 
@@ -38,38 +35,6 @@ TOPICS = load_topics(REPO_ROOT / "deploy" / "topics.yaml")
 UPSERTED = "fr.franceservices.site.upserted.v1"
 RETIRED = "fr.franceservices.site.retired.v1"
 SUPERVISOR = bearer_for(User("supervisor-47", "supervisor", None, "Test supervisor", department="47"))
-
-
-@dataclass
-class Broker:
-    port: int
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = start_broker(self.port, out)
-
-    def lose(self) -> None:
-        """kill -9 and start again: memory storage, so empty (no topic, no offset)."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-        self.start()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(free_port(), tmp_path / "tansu.log")
-    b.start()
-    yield b
-    if b.proc is not None:
-        b.proc.kill()
-        b.proc.wait()
 
 
 # --- the kit: on_lost hooks ------------------------------------------------------------

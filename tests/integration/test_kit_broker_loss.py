@@ -7,10 +7,7 @@ counts (dry run) and audits."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -22,51 +19,18 @@ from relais_kit import kafka
 from relais_kit.consumer import Delivery, EventConsumer
 from relais_kit.contract import load_contract
 from relais_kit.db import create_pool, migrate
-from relais_kit.embedded import free_port, start_broker
 from relais_kit.envelope import to_record
 from relais_kit.recovery import BrokerWatch, State
 from relais_kit.republish import run as republish_command
 from relais_kit.settings import REPO_ROOT
 from relais_kit.topics import TopicsFile, create_topics, load_topics
+from tests.support import LosableBroker as Broker
 from tests.support import eventually
 
 TOPICS = load_topics(REPO_ROOT / "deploy" / "topics.yaml")
 CONTRACT = load_contract(REPO_ROOT / "schemas")
 SCHEMA = "kit_broker_loss"
 READS = ["operator.caf.outbox"]
-
-
-@dataclass
-class Broker:
-    port: int
-    log: Path
-    proc: subprocess.Popen[bytes] | None = None
-    starts: list[int] = field(default_factory=list)
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        with self.log.open("ab") as out:
-            self.proc = start_broker(self.port, out)
-
-    def lose(self) -> None:
-        """kill -9 and start again: memory storage, so empty."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-        self.start()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
-    b = Broker(free_port(), tmp_path / "tansu.log")
-    b.start()
-    yield b
-    if b.proc is not None:
-        b.proc.kill()
-        b.proc.wait()
 
 
 @pytest_asyncio.fixture
