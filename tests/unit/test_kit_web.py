@@ -65,6 +65,10 @@ class App:
         async def things() -> list[str]:
             return ["a"]
 
+        @app.get("/api/v1/things/{thing_id}")
+        async def thing(thing_id: str) -> dict[str, str]:
+            return {"id": thing_id}
+
         @app.get("/aujourdhui")
         async def page() -> dict[str, str]:
             return {"page": "today"}
@@ -223,3 +227,31 @@ def test_the_shared_jwt_secret_of_old_is_refused(environment: pytest.MonkeyPatch
 def test_production_with_its_keys_starts(environment: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings = production(environment, tmp_path)
     assert settings.production and settings.data_keys_path("referral") == tmp_path / "keys.json"
+
+
+async def test_every_request_is_measured_by_route_template_never_by_path(environment: Any) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    service = App(PlatformSettings())
+    async with service.client() as client:
+        for _ in range(3):
+            assert (await client.get("/api/v1/things/R-7f3a9c2e")).status_code == 200
+        assert (await client.get("/nowhere/R-7f3a9c2e")).status_code == 404
+        assert (await client.post("/api/v1/visits", content=b"x" * (LIMIT + 1))).status_code == 413
+        scraped = await client.get("/metrics")
+    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+    counts = {(s.labels["http_request_method"], s.labels["http_route"], s.labels["http_response_status_code"]): s.value
+              for family in text_string_to_metric_families(scraped.text) for s in family.samples
+              if s.name == "http_server_request_duration_seconds_count"}
+    assert counts[("GET", "/api/v1/things/{thing_id}", "200")] >= 3
+    assert counts[("GET", "unmatched", "404")] >= 1
+    assert counts[("POST", "unmatched", "413")] >= 1, "refused before routing: measured all the same"
+    assert "R-7f3a9c2e" not in scraped.text
+
+
+async def test_liveness_and_readiness_are_not_the_whole_health(environment: Any) -> None:
+    app = prepare_app(FastAPI(), PlatformSettings(), lambda: None)  # still waiting for its database
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://relais.test") as client:
+        assert (await client.get("/livez")).status_code == 200
+        assert (await client.get("/readyz")).status_code == 503
+        assert (await client.get("/healthz")).status_code == 503

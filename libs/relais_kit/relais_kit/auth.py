@@ -1,6 +1,6 @@
 """Bearer tokens (JWT, ES256) issued by the referral service and checked by every
 service's API. Claims: `iss` (`relais-referral`), `aud` (the APIs the token opens:
-`relais-api:referral`, `relais-api:sites`, `relais-api:notifications`), `sub` (the
+`relais-api:referral`, `relais-api:sites`, `relais-api:notifications`, `relais-api:ops`), `sub` (the
 account), `role` (adviser, supervisor, ops), `site_id` (an adviser's home site),
 `department` (a supervisor's), `sid` (the server-side session the token belongs to),
 `name`, `iat`, `exp`; the header names the signing key (`kid`).
@@ -36,7 +36,7 @@ from relais_kit.tokens import KeysUnavailable, PublicKeys, TokenRefused, TokenSi
 TOKEN_URL = "/api/v1/auth/token"
 TOKEN_TTL = timedelta(hours=1)
 REFERRAL_ISSUER = "relais-referral"
-API_SERVICES = ("referral", "sites", "notifications")
+API_SERVICES = ("referral", "sites", "notifications", "ops")
 _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL)
 __all__ = ["ALL_APIS", "API_SERVICES", "REFERRAL_ISSUER", "ROLES", "TOKEN_TTL", "TokenCheck", "TokenVerifier", "User",
            "api_audience", "api_verifier", "current_user", "issue_token", "read_token", "require_role"]

@@ -6,6 +6,7 @@ offset only after that. Records that can never be handled go, untouched, to
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -14,11 +15,12 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from relais_kit import kafka
+from relais_kit import kafka, metrics, tracing
 from relais_kit.contract import Contract
 from relais_kit.db import CONNECTION_LOST
 from relais_kit.envelope import CloudEvent, InvalidEvent, from_record, now
 from relais_kit.logs import log
+from relais_kit.progress import Progress
 
 
 class Refused(Exception):
@@ -90,6 +92,7 @@ class EventConsumer:
         self.handled = 0
         self.dead_lettered = 0
         self.rewind_next_run = False  # relais_kit.recovery: the broker was lost
+        self.progress = Progress()  # a record retried without end stalls the loop (/healthz)
 
     async def run(self) -> None:
         self._consumer = client = self._client()
@@ -114,6 +117,7 @@ class EventConsumer:
         while True:
             batches = await self._consumer.getmany(timeout_ms=500, max_records=self._batch)
             if not batches:
+                self.progress.moved()
                 continue
             # Partitions in parallel, each in order: one referral's events stay in order.
             # A task group: if one fails, the others stop too before the loop restarts.
@@ -139,11 +143,17 @@ class EventConsumer:
         while True:
             try:
                 await self.handle(record)
+                self.progress.moved()
+                metrics.consumer_last_processed.labels(self.name).set(time.time())
                 return
             except TRANSIENT as exc:
                 log.warning("consumer_retry", consumer=self.name, topic=record.topic,
                             offset=record.offset, error=repr(exc))
+                metrics.consumer_retries.labels(self.name, "transient").inc()
+                self.progress.stuck(f"retrying a record of {record.topic}: {type(exc).__name__}")
             except Exception as exc:
+                metrics.consumer_retries.labels(self.name, "handler_failed").inc()
+                self.progress.stuck(f"a record of {record.topic} fails: {type(exc).__name__}")
                 failures += 1
                 log.error("handler_failed", consumer=self.name, topic=record.topic, offset=record.offset,
                           error=type(exc).__name__, attempt=failures)
@@ -155,6 +165,19 @@ class EventConsumer:
             delay = min(delay * 2, 5.0)
 
     async def handle(self, record: ConsumerRecord) -> None:
+        metrics.consumed_messages.labels(metrics.KAFKA, record.topic, self.name).inc()
+        started, error_type = time.perf_counter(), ""
+        try:
+            with tracing.processing(record, self.name):  # `process {topic}`, child of the record's context
+                await self._handle(record)
+        except BaseException as exc:
+            error_type = type(exc).__name__
+            raise
+        finally:
+            metrics.process_duration.labels(metrics.KAFKA, record.topic, self.name, error_type).observe(
+                time.perf_counter() - started)
+
+    async def _handle(self, record: ConsumerRecord) -> None:
         structlog.contextvars.bind_contextvars(topic=record.topic, referral_id=None, event_id=None)
         try:
             event = from_record(record.key, record.value, record.headers)
@@ -182,6 +205,7 @@ class EventConsumer:
         self.handled += 1
 
     async def dead_letter(self, record: ConsumerRecord, error: str, reason: str) -> None:
+        tracing.dead_lettered(error)
         headers = [
             *(record.headers or ()),
             ("dlq_error", error.encode()),
@@ -195,5 +219,7 @@ class EventConsumer:
         await self._producer.send_and_wait(
             f"{record.topic}.dlq", value=record.value, key=record.key, headers=headers)
         self.dead_lettered += 1
+        metrics.sent_messages.labels(metrics.KAFKA, f"{record.topic}.dlq", "").inc()
+        metrics.dead_letters.labels(record.topic, self.name, error).inc()
         log.warning("dead_lettered", consumer=self.name, error=error, reason=reason,
                     partition=record.partition, offset=record.offset)

@@ -8,6 +8,8 @@ import sys
 
 import structlog
 
+from relais_kit.tracing import add_trace_ids
+
 
 def configure_logging(service: str, level: str = "info") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level.upper())
@@ -16,6 +18,7 @@ def configure_logging(service: str, level: str = "info") -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,  # trace_id, span_id of the current span
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,

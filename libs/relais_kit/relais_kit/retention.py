@@ -62,8 +62,10 @@ def check_periods(periods: Periods, topics: TopicsFile) -> None:
 
 def kit_steps(periods: Periods) -> list[tuple[str, Step]]:
     async def outbox(conn: asyncpg.Connection, at: datetime) -> int:
-        status = await conn.execute("DELETE FROM outbox WHERE published_at < $1", at - periods.outbox)
-        return _count(status)
+        published = await conn.execute("DELETE FROM outbox WHERE published_at < $1", at - periods.outbox)
+        # Rows ops discarded (relais_kit.parked) never get published: kept as long.
+        discarded = await conn.execute("DELETE FROM outbox WHERE discarded_at < $1", at - periods.outbox)
+        return _count(published) + _count(discarded)
 
     async def processed(conn: asyncpg.Connection, at: datetime) -> int:
         status = await conn.execute("DELETE FROM processed_events WHERE processed_at < $1",

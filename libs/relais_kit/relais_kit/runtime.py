@@ -19,13 +19,14 @@ from aiokafka.errors import KafkaConnectionError
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 
-from relais_kit import kafka
+from relais_kit import kafka, metrics
 from relais_kit.consumer import EventConsumer, Handler
 from relais_kit.contract import Contract, load_contract
 from relais_kit.db import DATABASE_AWAY, create_pool, migrate
 from relais_kit.leadership import Leadership
 from relais_kit.logs import log
 from relais_kit.outbox import SEALED_DATA, OutboxRelay
+from relais_kit.progress import Attempts, Progress
 from relais_kit.recovery import BrokerWatch, LostHook
 from relais_kit.resealing import Resealer, SealedColumn
 from relais_kit.retention import Periods, RetentionJob, Step, check_periods, kit_steps
@@ -47,6 +48,8 @@ class Runtime:
     relay: OutboxRelay
     vault: Vault
     loops: dict[str, asyncio.Task[None]] = field(default_factory=dict)
+    attempts: dict[str, Attempts] = field(default_factory=dict)
+    progress: dict[str, Progress] = field(default_factory=dict)
     consumers: list[EventConsumer] = field(default_factory=list)
     source_uri: str | None = None
     retention_steps: list[tuple[str, Step]] = field(default_factory=list)
@@ -95,7 +98,7 @@ class Runtime:
         relay = OutboxRelay(pool, producer, source=source or f"/relais/{service}", vault=vault,
                             leadership=Leadership.dedicated("outbox", settings.database_url, schema or service))
         runtime = cls(service, settings, contract, pool, producer, relay, vault, source_uri=source)
-        runtime.supervise("outbox-relay", relay.run)
+        runtime.supervise("outbox-relay", relay.run, progress=relay.progress)
         runtime.supervise("resealing", Resealer(pool, vault, (SEALED_DATA, *sealed)).run)
         runtime.retention_steps = [*kit_steps(periods), *(retention(runtime) if retention else ())]
         runtime.supervise("retention", RetentionJob(pool, runtime.retention_steps, settings.retention_check_s).run)
@@ -122,10 +125,31 @@ class Runtime:
                 old.cancel()
                 await asyncio.wait([old], timeout=6)
             consumer.rewind_next_run = True
-            self.supervise(name, consumer.run)
+            self.supervise(name, consumer.run, progress=consumer.progress)
 
-    def supervise(self, name: str, loop: Loop) -> None:
-        self.loops[name] = asyncio.create_task(_forever(name, loop), name=name)
+    def supervise(self, name: str, loop: Loop, *, progress: Progress | None = None) -> None:
+        """Runs `loop` in the background, started again whenever it fails. `progress`:
+        what the loop says of its own steps (relais_kit.progress), for /healthz."""
+        self.attempts[name] = attempts = Attempts()
+        if progress is not None:
+            self.progress[name] = progress
+        self.loops[name] = asyncio.create_task(
+            _forever(name, loop, attempts, self.settings.stall_after_s), name=name)
+        metrics.loop_healthy.labels(name).set_function(lambda: 1.0 if self.loop_state(name) == "running" else 0.0)
+
+    def loop_state(self, name: str) -> str:
+        """`running`, or why not: stopped, failing (restarts that fail at once), stalled
+        (no step finished for `stall_after_s` while it has work)."""
+        task = self.loops.get(name)
+        if task is None or task.done():
+            return "stopped"
+        after = self.settings.stall_after_s
+        failing = self.attempts[name].failing(after)
+        if failing:
+            return f"failing: {failing}"
+        progress = self.progress.get(name)
+        stalled = progress.stalled(after) if progress is not None else None
+        return f"stalled: {stalled}" if stalled else "running"
 
     def consume(self, group: str, topics: list[str], handlers: Mapping[str, Handler],
                 *, from_beginning: bool = False) -> EventConsumer:
@@ -134,7 +158,7 @@ class Runtime:
                                  topics=topics, producer=self.producer, pool=self.pool,
                                  contract=self.contract, handlers=handlers, from_beginning=from_beginning)
         self.consumers.append(consumer)
-        self.supervise(f"consumer:{group}", consumer.run)
+        self.supervise(f"consumer:{group}", consumer.run, progress=consumer.progress)
         return consumer
 
     async def stop(self, timeout: float = 10.0) -> None:
@@ -161,10 +185,11 @@ class Runtime:
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"down: {type(exc).__name__}"
-        checks["loops"] = {n: ("running" if not t.done() else "stopped") for n, t in self.loops.items()}
+        checks["loops"] = {name: self.loop_state(name) for name in self.loops}
         # One instance per schema publishes the outbox; the others stand by for its lock.
         checks["outbox_relay"] = "leader" if self.relay.leading else "standby"
-        healthy = checks["database"] == "ok" and all(not t.done() for t in self.loops.values())
+        checks["outbox_parked_rows"] = self.relay.parked  # set aside by this instance since it started
+        healthy = checks["database"] == "ok" and all(state == "running" for state in checks["loops"].values())
         return {"status": "ok" if healthy else "degraded", "service": self.service, **checks}
 
 
@@ -228,7 +253,7 @@ async def until_ready(app: FastAPI, timeout: float = 60.0) -> None:
     await asyncio.wait_for(app.state.ready.wait(), timeout)
 
 
-async def _forever(name: str, loop: Loop) -> None:
+async def _forever(name: str, loop: Loop, attempts: Attempts, stall_after_s: float) -> None:
     delay = 0.5
     while True:
         try:
@@ -240,9 +265,12 @@ async def _forever(name: str, loop: Loop) -> None:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise asyncio.CancelledError from exc  # stopping: an error on the way out ends it
-            log.error("loop_failed", loop=name, error=repr(exc))
+            attempts.failed(type(exc).__name__, stall_after_s)
+            log.error("loop_failed", loop=name, error=repr(exc), failures_in_a_row=attempts.failures_in_a_row)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+            attempts.restarted()
+            metrics.loop_restarts.labels(name).inc()
 
 
 def health_router(get_runtime: Callable[[], Runtime | None]) -> APIRouter:
@@ -256,5 +284,22 @@ def health_router(get_runtime: Callable[[], Runtime | None]) -> APIRouter:
                                 status_code=503)
         report = await runtime.health()
         return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+
+    # For an orchestrator, which restarts what fails its liveness and stops routing to
+    # what fails its readiness: /healthz is the whole truth for people and alerts, but a
+    # broker away (every loop stalled) must neither restart every process nor stop the
+    # API, which still records referrals in the outbox.
+    @router.get("/livez", tags=["ops"])
+    async def livez() -> JSONResponse:
+        return JSONResponse({"status": "ok"})  # the event loop answers
+
+    @router.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        runtime = get_runtime()
+        if runtime is None:
+            return JSONResponse({"status": "starting"}, status_code=503)
+        database = (await runtime.health())["database"]
+        return JSONResponse({"status": "ok" if database == "ok" else "degraded", "database": database},
+                            status_code=200 if database == "ok" else 503)
 
     return router

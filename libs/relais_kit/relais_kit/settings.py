@@ -48,6 +48,9 @@ class PlatformSettings(BaseSettings):
     # Losing the broker (relais_kit.recovery): how often each service looks for its marker,
     # and how far back it re-publishes (default: the longest retention of its topics).
     broker_check_s: float = Field(default=2.0, gt=0, alias="RELAIS_BROKER_CHECK_S")
+    # A background loop stuck that long (a batch it cannot publish, a record it keeps
+    # retrying, restarts that fail at once) turns /healthz unhealthy (relais_kit.progress).
+    stall_after_s: float = Field(default=60.0, gt=0, alias="RELAIS_STALL_AFTER_S")
     republish_window_days: float | None = Field(default=None, gt=0, alias="RELAIS_REPUBLISH_WINDOW_DAYS")
     retention_processed_events_days: int = Field(default=100, ge=1, alias="RELAIS_RETENTION_PROCESSED_EVENTS_DAYS")
     # The largest request body any route reads (413 beyond, before parsing).

@@ -15,8 +15,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from relais_kit.db import DATABASE_AWAY
+from relais_kit.metrics import HttpMetrics, metrics_endpoint
 from relais_kit.runtime import Runtime, health_router
 from relais_kit.settings import PlatformSettings
+from relais_kit.tracing import TraceRequests
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -224,8 +226,12 @@ def prepare_app(app: FastAPI, settings: PlatformSettings,
         app.add_exception_handler(away, _database_away)
     _document_field_errors(app)
     app.include_router(health_router(runtime))
+    # Prometheus' format, for the scraper inside the cluster (the ingress does not route it).
+    app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
 
     app.add_middleware(UntilStarted, runtime=runtime)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)  # before anything reads the body
-    app.add_middleware(ResponseHeaders, hsts=settings.production)  # outermost: on every answer, 413 included
+    app.add_middleware(ResponseHeaders, hsts=settings.production)  # on every answer, 413 included
+    app.add_middleware(TraceRequests)  # a span per request, 413 and 503 included
+    app.add_middleware(HttpMetrics)  # outermost: every request measured, 413 and 503 included
     return app
