@@ -19,6 +19,7 @@ import httpx
 import pytest
 from aiokafka import ConsumerRecord
 from markupsafe import escape
+from prometheus_client import REGISTRY
 
 from relais_desk.app import create_app
 from relais_kit.contract import load_contract
@@ -79,6 +80,7 @@ async def running_desk(monkeypatch: pytest.MonkeyPatch, database_url: str,
     monkeypatch.setenv("RELAIS_ENV", "dev")
     monkeypatch.delenv("RELAIS_DESK_PRIVATE_KEY", raising=False)
     monkeypatch.delenv("RELAIS_DESK_DB_SCHEMA", raising=False)
+    monkeypatch.setenv("RELAIS_OPS_GAUGES_S", "0.2")
     app = create_app()
     async with app.router.lifespan_context(app):
         await until_ready(app)
@@ -139,6 +141,7 @@ async def test_an_expert_handles_a_case_from_the_inbox_to_the_answer(
         inbox = await eventually(lambda: _inbox_with(client, referral_id), what="the case in the inbox")
         assert "justice.aide-juridictionnelle" in inbox.text and "Nouveau" in inbox.text
         assert summary not in inbox.text  # the list shows no personal data
+        await eventually(lambda: open_cases_are(1), what="the open case counted")
 
         page = await case_shown(client, referral_id, summary)
         assert page is not None  # decrypted for the page
@@ -215,6 +218,8 @@ async def test_an_expert_handles_a_case_from_the_inbox_to_the_answer(
         answer = json.loads(of_type(mine, "operator.answered")[0].value)
         assert answer["outcome"] == "appointment_offered" and answer["appointment"]["at"].endswith("T10:30:00+01:00")
 
+        await eventually(lambda: open_cases_are(0), what="the answered case no longer counted")
+
         # Filter by status.
         assert referral_id in (await client.get("/dossiers?statut=answered")).text
         assert referral_id not in (await client.get("/dossiers?statut=new")).text
@@ -238,6 +243,12 @@ async def test_an_expert_handles_a_case_from_the_inbox_to_the_answer(
         assert replayed.status_code == 303 and replayed.headers["location"] == "/connexion"
         assert (await client.get(f"/dossiers/{referral_id}",
                                  headers={"Cookie": f"{COOKIE}={copied}"})).status_code == 303
+
+
+async def open_cases_are(count: int) -> bool:
+    """`relais_desk_open_cases` of the desk's operator, as /metrics shows it (each test has
+    a database of its own)."""
+    return REGISTRY.get_sample_value("relais_desk_open_cases", {"operator": OPERATOR}) == count
 
 
 async def _inbox_with(client: httpx.AsyncClient, referral_id: str) -> httpx.Response | None:
@@ -315,6 +326,7 @@ async def test_the_inbox_is_paged_most_urgent_first(
 
         await eventually(all_received, what="the 53 cases in the desk")
         total = await db.fetchval(f"SELECT count(*) FROM {SCHEMA}.cases")
+        await eventually(lambda: open_cases_are(total), what="every case counted open")
         first = await client.get("/dossiers")
         shown = re.findall(r'href="/dossiers/([0-9a-f-]{36})"', first.text)
         assert len(shown) == 50 and f"{total} dossiers" in first.text and "page 1 sur 2" in first.text

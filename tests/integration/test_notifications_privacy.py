@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.structs import TopicPartition
 from fastapi import FastAPI
 from joserfc.jwk import ECKey
+from prometheus_client import REGISTRY
 
 from relais_kit import retention, sealing
 from relais_kit.auth import User
@@ -344,6 +345,7 @@ async def test_an_erasure_request_erases_every_delivery_of_the_referrals_and_is_
     request_id = str(uuid.uuid4())
     request = {"request_id": request_id, "reason": "erasure_request", "referral_ids": [sent_letter, pending_email],
                "visit_ids": [], "requested_at": now().isoformat()}
+    failed_emails = _failed_emails_counted()
     first = await produce(svc.bootstrap, "privacy", "personal_data.erasure_requested", request, subject=request_id,
                           source="/relais/referral")
     await produce(svc.bootstrap, "privacy", "personal_data.erasure_requested", request, subject=request_id,
@@ -367,9 +369,15 @@ async def test_an_erasure_request_erases_every_delivery_of_the_referrals_and_is_
     assert [(r["recipient"], r["status"]) for r in await svc.rows(pending_email)] == [
         ("citizen", "failed"), ("adviser", "sent")]
     assert (await svc.rows(pending_email))[0]["reason"] == "données personnelles effacées"
+    assert _failed_emails_counted() - failed_emails == 1  # the pending one, settled by the erasure, once
     assert all(r["erased_at"] is None and r["body"] is not None for r in await svc.rows(untouched))
     letter = await svc.letter(adviser(AGEN), (await svc.rows(sent_letter))[0]["id"])
     assert letter.status_code == 410
+
+
+def _failed_emails_counted() -> float:
+    return REGISTRY.get_sample_value("relais_notification_deliveries_total",
+                                     {"channel": "email", "outcome": "failed"}) or 0.0
 
 
 async def test_an_access_request_is_answered_sealed_for_the_reply_key(svc: Service) -> None:

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from aiokafka.structs import RecordMetadata, TopicPartition
+from prometheus_client import REGISTRY
 
 from deploy.local.mailbox import Mailbox
 from relais_kit import kafka
@@ -87,6 +88,22 @@ async def produce(bootstrap: str, *events: CloudEvent, topic: str = "referrals")
         return sent
     finally:
         await producer.stop()
+
+
+Counts = dict[tuple[str, str], float]
+
+
+def deliveries_counted() -> Counts:
+    """`relais_notification_deliveries_total` by (channel, outcome), as /metrics shows it."""
+    return {(channel, outcome): REGISTRY.get_sample_value(
+                "relais_notification_deliveries_total", {"channel": channel, "outcome": outcome}) or 0.0
+            for channel in ("email", "sms", "letter", "adviser_screen") for outcome in ("sent", "failed")}
+
+
+async def counted_since(before: Counts, wanted: Counts) -> bool:
+    """Have exactly the `wanted` deliveries been counted since `before` (the others not)?"""
+    now = deliveries_counted()
+    return {k: now[k] - before[k] for k in now if now[k] != before[k]} == wanted
 
 
 def header_map(record: ConsumerRecord) -> dict[str, str]:
@@ -217,11 +234,15 @@ async def test_email_sent_once_announced_once_and_listed(
                                     "adviser_id", "occurred_at")},
             "status": "routed", "due_at": "2025-04-01T18:00:00+02:00", "inbox_topic": "operator.caf.inbox"})
         # The same event twice (a redelivery), and a lifecycle event the service ignores.
+        counted = deliveries_counted()
         sent = await produce(svc.bootstrap, routed, event, event)
 
         mails = await eventually(lambda: _async(svc.mails_to(address)), timeout=45.0, what="the citizen's mail")
         await eventually(lambda: consumed_past(svc.bootstrap, *sent), timeout=45.0, what="the duplicate to be consumed")
         await eventually(svc.all_published, timeout=45.0, what="the outbox to be published")
+        # Counted once each, the redelivery included.
+        email_and_screen = {("email", "sent"): 1.0, ("adviser_screen", "sent"): 1.0}
+        await eventually(lambda: counted_since(counted, email_and_screen), what="the deliveries counted")
 
         # Exactly one mail, in French, with a Message-ID derived from the delivery id.
         mails = svc.mails_to(address)
@@ -304,6 +325,7 @@ async def test_email_sent_once_announced_once_and_listed(
         health = await svc.client.get("/healthz")
         assert health.status_code == 200, health.text
         assert health.json()["loops"]["deliveries"] == "running"
+        assert await counted_since(counted, email_and_screen)
 
 
 async def test_sms_letter_and_none(
@@ -312,6 +334,7 @@ async def test_sms_letter_and_none(
         by_sms = answered_event(answered_data(channel="sms"))
         by_letter = answered_event(answered_data(channel="letter", outcome="resolved"))
         no_channel = answered_event(answered_data(channel="none"))
+        counted = deliveries_counted()
         sent = await produce(svc.bootstrap, by_sms, by_letter, no_channel)
         await eventually(lambda: consumed_past(svc.bootstrap, *sent), timeout=45.0,
                          what="the three answers to be consumed")
@@ -356,6 +379,9 @@ async def test_sms_letter_and_none(
             contract.check(SENT, payload)
             assert payload["channel"] == channel
         assert svc.mailbox is not None and svc.mailbox.messages() == []
+        # Nothing counted for the citizen who chose no channel: no delivery was made.
+        three = {("sms", "sent"): 1.0, ("letter", "sent"): 1.0, ("adviser_screen", "sent"): 3.0}
+        await eventually(lambda: counted_since(counted, three), what="the deliveries counted")
 
 
 async def test_smtp_down_retries_then_fails(
@@ -364,6 +390,7 @@ async def test_smtp_down_retries_then_fails(
                                smtp_up=False, max_attempts=3) as svc:
         event = answered_event(answered_data(channel="email", outcome="resolved"))
         referral_id = event.subject
+        counted = deliveries_counted()
         await produce(svc.bootstrap, event)
 
         async def failed() -> asyncpg.Record | None:
@@ -385,6 +412,9 @@ async def test_smtp_down_retries_then_fails(
         assert payload["reason"] == row["reason"]
         assert payload["cause_event_id"] == event.id
         assert (payload["recipient"], payload["channel"]) == ("citizen", "email")
+        # Counted once, failed: the two attempts retried are not deliveries.
+        failed_once = {("email", "failed"): 1.0, ("adviser_screen", "sent"): 1.0}
+        await eventually(lambda: counted_since(counted, failed_once), what="the deliveries counted")
 
 
 async def test_a_line_break_in_the_name_loses_no_notification(

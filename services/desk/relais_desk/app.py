@@ -17,6 +17,7 @@ from relais_desk.adapters.keys import OperatorKey
 from relais_desk.entrypoints import web
 from relais_desk.service_layer import accounts, inbox
 from relais_desk.service_layer.actions import source
+from relais_desk.service_layer.open_cases import open_cases_gauge
 from relais_desk.settings import DeskSettings
 from relais_kit import jwks
 from relais_kit.logs import configure_logging, log
@@ -24,6 +25,7 @@ from relais_kit.runtime import Runtime, serving
 from relais_kit.sessions import SESSIONS_MIGRATIONS
 from relais_kit.tokens import signer_from
 from relais_kit.topics import load_topics
+from relais_kit.tracing import FASTAPI_TELEMETRY, configure_tracing
 from relais_kit.web import prepare_app
 from relais_kit.webui import mount_dsfr
 
@@ -59,18 +61,21 @@ def create_app(settings: DeskSettings | None = None) -> FastAPI:
                 await accounts.seed_demo_account(conn, operator)
         runtime.consume(inbox.group(operator), [inbox.topic(operator)],
                         inbox.handlers(operator, key, runtime.contract, runtime.vault))
+        gauge = open_cases_gauge(runtime.pool, operator)
+        runtime.supervise("open-cases-gauge", lambda: gauge.run(settings.ops_gauges_s))
         return runtime
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(SERVICE, settings.log_level)
+        configure_tracing(SERVICE)
         structlog.contextvars.bind_contextvars(operator=operator)
         log.info("desk_starting", inbox=inbox.topic(operator), key_id=key.kid, schema=settings.schema_name)
         async with serving(app, lambda: start(app)):
             yield
 
     app = FastAPI(title=f"Relais — guichet opérateur ({operator})", version="1", lifespan=lifespan,
-                  docs_url=None, redoc_url=None, openapi_url=None)
+                  docs_url=None, redoc_url=None, openapi_url=None, telemetry=FASTAPI_TELEMETRY)
     prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))
     # The desk's own issuer and keys (its session cookies): nothing the referral service
     # signs opens the desk, nothing the desk signs opens an API.

@@ -29,6 +29,8 @@ class DeskSettings(PlatformSettings):
     session_hours: float = Field(default=10.0, gt=0, le=24, alias="RELAIS_DESK_SESSION_HOURS")
     # A case answered, rejected or cancelled longer ago than this loses its personal data.
     retention_days: int = Field(default=180, ge=1, alias="RELAIS_DESK_RETENTION_DAYS")
+    # How often the open cases are counted for /metrics (relais_desk_open_cases).
+    ops_gauges_s: float = Field(default=15.0, gt=0, alias="RELAIS_OPS_GAUGES_S")
 
     @field_validator("operator")
     @classmethod

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from relais_kit.auth import api_verifier
 from relais_kit.logs import configure_logging
 from relais_kit.runtime import Runtime, serving
+from relais_kit.tracing import FASTAPI_TELEMETRY, configure_tracing
 from relais_kit.web import documentation, prepare_app
 from relais_notifications.adapters import store
 from relais_notifications.adapters.mailer import SmtpMailer
@@ -52,10 +53,12 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("notifications", settings.log_level)
+        configure_tracing("notifications")
         async with serving(app, lambda: start(app)):
             yield
 
-    app = FastAPI(title="Relais — notifications", version="1", lifespan=lifespan, **documentation(settings))
+    app = FastAPI(title="Relais — notifications", version="1", lifespan=lifespan, **documentation(settings),
+                  telemetry=FASTAPI_TELEMETRY)
     app.state.token_verifier = api_verifier(settings, "notifications")
     prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))
     app.include_router(api.router)

@@ -18,6 +18,7 @@ from relais_kit.sessions import SESSIONS_MIGRATIONS
 from relais_kit.throttle import SignInThrottle
 from relais_kit.tokens import signer_from
 from relais_kit.topics import load_topics
+from relais_kit.tracing import FASTAPI_TELEMETRY, configure_tracing
 from relais_kit.web import documentation, prepare_app
 from relais_referral.adapters.sealed import SEALED
 from relais_referral.domain.catalogue import load_catalogue
@@ -26,6 +27,7 @@ from relais_referral.entrypoints.api import router
 from relais_referral.service_layer import retention
 from relais_referral.service_layer.accounts import seed_demo_accounts, token_alive
 from relais_referral.service_layer.context import Context
+from relais_referral.service_layer.inbox_gauges import inbox_gauges
 from relais_referral.service_layer.overdue import overdue_watch
 from relais_referral.settings import ReferralSettings
 
@@ -60,15 +62,20 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
                         consumers.notification_handlers(ctx))
         runtime.consume("relais-referral-sites", ["sites"], consumers.site_handlers(), from_beginning=True)
         runtime.supervise("overdue-watch", overdue_watch(runtime.pool, ctx, settings.overdue_check_s))
+        gauges = inbox_gauges(runtime.pool, operators)
+        runtime.supervise("inbox-gauges", lambda: gauges.run(settings.ops_gauges_s))
+        app.state.inbox_gauges = gauges
         return runtime
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("referral", settings.log_level)
+        configure_tracing("referral")
         async with serving(app, lambda: start(app)):
             yield
 
     app = FastAPI(title="Relais — referral service", version="1.0.0", lifespan=lifespan, **documentation(settings),
+                  telemetry=FASTAPI_TELEMETRY,
                   description="Visits and referrals of France Services advisers, routed to operators.")
     app.state.settings = settings
     app.state.signin_throttle = SignInThrottle(settings.signin_limit_per_account, settings.signin_limit_per_address)

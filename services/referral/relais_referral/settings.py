@@ -17,6 +17,8 @@ class ReferralSettings(PlatformSettings):
     host: str = Field(default="127.0.0.1", alias="RELAIS_HOST")
     db_schema: str = Field(default="referral", alias="RELAIS_REFERRAL_DB_SCHEMA")
     overdue_check_s: float = Field(default=60.0, gt=0, alias="RELAIS_OVERDUE_CHECK_S")
+    # How often the gauges of referrals waiting on each operator are counted (/metrics).
+    ops_gauges_s: float = Field(default=15.0, gt=0, alias="RELAIS_OPS_GAUGES_S")
     # `<code>.public.jwk.json` per operator: the keys personal data is sealed with.
     operator_keys_dir: Path = Field(default=DEMO_OPERATOR_KEYS, alias="RELAIS_OPERATOR_KEYS_DIR")
     # Sign-in of agents through OpenID Connect (ProConnect in production); off without an issuer.

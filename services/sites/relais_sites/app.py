@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from relais_kit.auth import api_verifier
 from relais_kit.logs import configure_logging
 from relais_kit.runtime import Runtime, serving
+from relais_kit.tracing import FASTAPI_TELEMETRY, configure_tracing
 from relais_kit.web import documentation, prepare_app
 from relais_sites.entrypoints import api
 from relais_sites.entrypoints.demo import seed_demo_sites
@@ -54,12 +55,13 @@ def create_app(settings: SitesSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging("sites", settings.log_level)
+        configure_tracing("sites")
         async with serving(app, start):
             yield
 
     app = FastAPI(
         title="Relais — sites", version="1.0.0", description=DESCRIPTION, lifespan=lifespan,
-        **documentation(settings),
+        **documentation(settings), telemetry=FASTAPI_TELEMETRY,
         openapi_tags=[
             {"name": "sites", "description": "France Services sites, permanences and buses."},
             {"name": "ops", "description": "Health of the service."},

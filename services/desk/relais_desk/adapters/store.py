@@ -131,6 +131,15 @@ async def inbox(conn: asyncpg.Connection, vault: Vault, *, status: Status | None
     return [_case(r, vault) for r in rows], int(total)
 
 
+# Literal statuses (from the domain's enum): the planner may use `cases_by_status`.
+_CLOSED = ", ".join(sorted(f"'{status.value}'" for status in CLOSED))
+
+
+async def count_open(conn: asyncpg.Connection) -> int:
+    """The cases not answered, rejected nor cancelled yet: the experts' work in hand."""
+    return int(await conn.fetchval(f"SELECT count(*) FROM cases WHERE status NOT IN ({_CLOSED})"))
+
+
 async def note_view(conn: asyncpg.Connection, referral_id: str, user_id: str) -> None:
     await conn.execute("INSERT INTO case_views (referral_id, user_id) VALUES ($1, $2)", referral_id, user_id)
 

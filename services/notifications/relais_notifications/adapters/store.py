@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from relais_kit import tracing
 from relais_kit.access import Scope
 from relais_kit.resealing import SealedColumn
 from relais_kit.vault import Vault
@@ -49,6 +50,7 @@ class PendingDelivery:
     subject: str | None
     body: str | None
     attempts: int
+    traceparent: str | None = None  # of the consumer span that queued it (relais_kit.tracing)
 
 
 @dataclass(frozen=True)
@@ -75,13 +77,13 @@ async def add(conn: asyncpg.Connection, vault: Vault, n: Notification, at: datet
     recipient) already has one."""
     inserted = await conn.fetchval(
         "INSERT INTO deliveries (id, referral_id, cause_event_id, adviser_id, site_id, recipient,"
-        " channel, status, address, subject, body, reason, created_at, sent_at, failed_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+        " channel, status, address, subject, body, reason, created_at, sent_at, failed_at, traceparent)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         " ON CONFLICT DO NOTHING RETURNING true",
         n.id, n.referral_id, n.cause_event_id, n.adviser_id, n.site_id, n.recipient, n.channel, n.status,
         vault.seal_optional(n.address, ADDRESS.context(n.id)), vault.seal_optional(n.subject, SUBJECT.context(n.id)),
         vault.seal_optional(n.body, BODY.context(n.id)), n.reason, at,
-        at if n.status == "sent" else None, at if n.status == "failed" else None)
+        at if n.status == "sent" else None, at if n.status == "failed" else None, tracing.current_traceparent())
     return bool(inserted)
 
 
@@ -97,8 +99,8 @@ async def claim_due(conn: asyncpg.Connection, lease_s: float) -> PendingDelivery
         "UPDATE deliveries SET next_attempt_at = now() + make_interval(secs => $1)"
         " WHERE id = (SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= now()"
         "             ORDER BY next_attempt_at LIMIT 1 FOR UPDATE SKIP LOCKED)"
-        " RETURNING id, referral_id, cause_event_id, recipient, channel, address, subject, body, attempts",
-        lease_s)
+        " RETURNING id, referral_id, cause_event_id, recipient, channel, address, subject, body, attempts,"
+        " traceparent", lease_s)
     return PendingDelivery(**dict(row)) if row else None
 
 

@@ -37,6 +37,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from relais_kit import tracing
 from relais_kit.contract import Contract
 from relais_kit.db import CONNECTION_LOST
 from relais_kit.envelope import now
@@ -45,7 +46,8 @@ from relais_kit.vault import Vault, VaultError
 from relais_notifications.adapters import store
 from relais_notifications.adapters.ports import DeliveryError, Mailer, SmsGateway
 from relais_notifications.domain import policy
-from relais_notifications.service_layer import events
+from relais_notifications.domain.model import Status
+from relais_notifications.service_layer import events, metrics
 
 
 class DeliveryLoop:
@@ -108,65 +110,78 @@ class DeliveryLoop:
         structlog.contextvars.bind_contextvars(referral_id=str(pending.referral_id),
                                                delivery_id=str(pending.id))
         try:
-            try:
-                await self._send(pending)
-                outcome: DeliveryError | None = None
-            except DeliveryError as exc:
-                outcome = exc
-            await self._until_recorded(pending, outcome)
+            # In the trace of the consumer span that queued it: notification.sent continues it.
+            with tracing.resumed(f"deliver {pending.channel}", pending.traceparent,
+                                 {"relais.notification.channel": pending.channel}):
+                try:
+                    await self._send(pending)
+                    outcome: DeliveryError | None = None
+                except DeliveryError as exc:
+                    outcome = exc
+                await self._until_recorded(pending, outcome)
         finally:
             structlog.contextvars.unbind_contextvars("referral_id", "delivery_id")
         return True
 
     async def _until_recorded(self, pending: store.PendingDelivery, outcome: DeliveryError | None) -> None:
         """Records what happened, however long the database takes to come back: sending
-        again is what this avoids."""
+        again is what this avoids. Counted once committed (service_layer.metrics)."""
         delay = 0.2
         while True:
             try:
                 async with self._pool.acquire() as conn, conn.transaction():
-                    await self._settle(conn, pending, outcome)
+                    settled = await self._settle(conn, pending, outcome)
+                if settled is not None:
+                    self._count(pending.channel, settled)
                 return
             except CONNECTION_LOST as exc:
                 log.warning("delivery_record_retry", error=type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
+    def _count(self, channel: str, settled: Status) -> None:
+        if settled == "sent":
+            self.sent += 1
+        else:
+            self.failed += 1
+        metrics.settled(channel, settled)
+
     async def _settle(self, conn: asyncpg.Connection, pending: store.PendingDelivery,
-                      outcome: DeliveryError | None) -> None:
+                      outcome: DeliveryError | None) -> Status | None:
+        """The delivery's final status if this attempt settled it; None when it is to be
+        tried again, or was settled meanwhile by an erasure (counted there)."""
         attempts = pending.attempts + 1
         if outcome is not None:
-            await self._failed_attempt(conn, pending, attempts, outcome)
-            return
+            return await self._failed_attempt(conn, pending, attempts, outcome)
         at = now()
         if not await store.mark_sent(conn, pending.id, attempts, at):
             log.warning("delivery_erased_while_sending", channel=pending.channel)
-            return
+            return None
         if pending.recipient == "citizen":
             await events.record_sent(conn, self._contract, self._source, self._vault, notification_id=pending.id,
                                      referral_id=pending.referral_id,
                                      cause_event_id=pending.cause_event_id, channel=pending.channel, at=at)
-        self.sent += 1
         log.info("delivery_sent", channel=pending.channel, attempts=attempts)
+        return "sent"
 
     async def _failed_attempt(self, conn: asyncpg.Connection, pending: store.PendingDelivery,
-                              attempts: int, exc: DeliveryError) -> None:
+                              attempts: int, exc: DeliveryError) -> Status | None:
         at = now()
         if not policy.gives_up(attempts, self._max_attempts, permanent=exc.permanent):
             next_at = at + policy.backoff(attempts, self._retry_base, self._retry_max)
             if await store.mark_retry(conn, pending.id, attempts, next_at, exc.reason):
                 log.warning("delivery_retry", channel=pending.channel, attempts=attempts,
                             reason=exc.reason, next_attempt_at=next_at.isoformat())
-            return
+            return None
         if not await store.mark_failed(conn, pending.id, attempts, at, exc.reason):
-            return  # erased meanwhile: already failed, and told
+            return None  # erased meanwhile: already failed, told and counted
         if pending.recipient == "citizen":
             await events.record_failed(conn, self._contract, self._source, self._vault, notification_id=pending.id,
                                        referral_id=pending.referral_id,
                                        cause_event_id=pending.cause_event_id, channel=pending.channel,
                                        at=at, reason=exc.reason)
-        self.failed += 1
         log.error("delivery_failed", channel=pending.channel, attempts=attempts, reason=exc.reason)
+        return "failed"
 
     async def _send(self, sealed: store.PendingDelivery) -> None:
         try:

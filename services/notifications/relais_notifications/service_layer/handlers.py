@@ -16,7 +16,7 @@ from relais_kit.vault import Vault
 from relais_notifications.adapters import store
 from relais_notifications.domain.model import Answer, Notification, UnusableAnswer
 from relais_notifications.domain.notifications import notifications_for
-from relais_notifications.service_layer import events
+from relais_notifications.service_layer import events, metrics
 
 GROUP = "relais-notifications"
 TOPICS = ["referrals"]
@@ -53,6 +53,7 @@ async def referral_answered(delivery: Delivery, conn: asyncpg.Connection,
                  reason=notification.reason)
         if notification.announce:
             await _announce(conn, contract, source, vault, notification, at)
+        metrics.settled(notification.channel, notification.status)  # before the commit: see metrics
     await store.wake_delivery_loop(conn)
 
 

@@ -23,7 +23,7 @@ from relais_kit.logs import log
 from relais_kit.vault import Vault
 from relais_notifications.adapters import audit, store
 from relais_notifications.domain import privacy
-from relais_notifications.service_layer import events
+from relais_notifications.service_layer import events, metrics
 
 GROUP = "relais-notifications-privacy"
 TOPICS = ["privacy"]
@@ -54,6 +54,8 @@ async def erasure_requested(data: dict[str, Any], conn: asyncpg.Connection, cont
             await events.record_failed(conn, contract, source, vault, notification_id=delivery.id,
                                        referral_id=delivery.referral_id, cause_event_id=delivery.cause_event_id,
                                        channel=delivery.channel, at=at, reason=privacy.ERASED_REASON)
+        if delivery.was_pending:
+            metrics.settled(delivery.channel, "failed")  # before the commit: see metrics
     event = contract.event("personal_data.erased", source=source, subject=request_id,
                            data=privacy.erased(request_id, at, len(erased)),
                            id=privacy.answer_event_id(request_id, "personal_data.erased"))

@@ -15,6 +15,7 @@ from asyncpg import Connection as Conn
 from relais_kit.vault import Vault
 from relais_referral.adapters.sealed import REFERRAL_SUMMARY, TIMELINE_DETAIL, VISIT_CITIZEN
 from relais_referral.domain import identity
+from relais_referral.domain.inboxes import AWAITING_OPERATOR, UNACKNOWLEDGED, InboxFigures
 from relais_referral.domain.lifecycle import Status
 from relais_referral.domain.model import Citizen, PostalAddress, Referral, Site, Visit
 
@@ -120,6 +121,28 @@ async def claim_overdue(conn: Conn, vault: Vault, at: datetime, limit: int) -> l
 
 async def flag_overdue(conn: Conn, referral_id: str, at: datetime) -> None:
     await conn.execute("UPDATE referrals SET overdue_at = $2 WHERE referral_id = $1", referral_id, at)
+
+
+# Literal statuses (from the lifecycle's enum), so that the planner uses the partial
+# index `referrals_awaiting_operator` (migrations/009): a handful of rows, not the table.
+_AWAITING_OPERATOR = ", ".join(f"'{status.value}'" for status in AWAITING_OPERATOR)
+
+
+async def awaiting_operators(conn: Conn) -> list[InboxFigures]:
+    """Per operator with referrals waiting on it, in one query: how many are flagged
+    overdue, how many are routed and not acknowledged yet, and the age of the oldest of
+    those in seconds (by the database's clock: `updated_at` is stamped by it at each
+    move, and a routed referral has made none since its routing)."""
+    rows = await conn.fetch(
+        "SELECT operator,"
+        " count(*) FILTER (WHERE overdue_at IS NOT NULL) AS overdue,"
+        " count(*) FILTER (WHERE status = $1) AS unacknowledged,"
+        " coalesce(extract(epoch FROM now() - min(updated_at) FILTER (WHERE status = $1)), 0)"
+        "   AS oldest_unacknowledged_age_s"
+        f" FROM referrals WHERE status IN ({_AWAITING_OPERATOR}) GROUP BY operator",
+        UNACKNOWLEDGED.value)
+    return [InboxFigures(r["operator"], r["overdue"], r["unacknowledged"], float(r["oldest_unacknowledged_age_s"]))
+            for r in rows]
 
 
 async def add_to_timeline(conn: Conn, vault: Vault, referral_id: str, event: str, status: Status | None,
