@@ -15,7 +15,9 @@ operator, empty = none: it then idles until stopped), `KAFKA_BOOTSTRAP_SERVERS`
 (default 127.0.0.1:9092), and `RELAIS_SIMULATOR_OUTCOME`, `RELAIS_SIMULATOR_ACK_DELAY`,
 `RELAIS_SIMULATOR_ANSWER_DELAY`, `RELAIS_SIMULATOR_GROUP_PREFIX`, `RELAIS_SIMULATOR_KEYS_DIR`,
 `RELAIS_LOG_LEVEL`
-as defaults for the options of the same name.
+as defaults for the options of the same name. Traces: the standard `OTEL_*` variables
+(`OTEL_EXPORTER_OTLP_ENDPOINT`, `OTEL_TRACES_EXPORTER`); each reply carries the W3C
+`traceparent` of its inbox record's context, so the referral's journey stays one trace.
 
 Consumer groups: one consumer per simulated operator, in group `simulator.<code>`.
 Each operator is a separate organisation in real life: its own group keeps its own
@@ -62,6 +64,8 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey
 from jsonschema import Draft202012Validator
 from jsonschema.validators import extend
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 
 FORMAT_CHECKER = Draft202012Validator.FORMAT_CHECKER
 HERE = Path(__file__).resolve().parent
@@ -499,6 +503,37 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
                     keys=args.keys, kafka=security)
 
 
+def configure_tracing(env: dict[str, str] | os._Environ[str]) -> bool:
+    """Traces, when the standard OpenTelemetry variables ask for them (an OTLP endpoint, or
+    OTEL_TRACES_EXPORTER=otlp|console): the platform propagates W3C Trace Context in the
+    `traceparent` record header, and a reply sent with the context of the inbox record it
+    answers joins the referral's trace."""
+    asked = [n.strip() for n in env.get("OTEL_TRACES_EXPORTER", "").lower().split(",") if n.strip()]
+    if not asked and (env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")):
+        asked = ["otlp"]
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true" or not asked or "none" in asked:
+        return False
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "operator-simulator"}))
+    for name in asked:
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter() if name == "otlp" else ConsoleSpanExporter()))
+    trace.set_tracer_provider(provider)
+    return True
+
+
+def add_trace_ids(_: Any, __: str, event_dict: Any) -> Any:
+    """The trace and span ids of the current span on every log line."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict["trace_id"] = trace.format_trace_id(context.trace_id)
+        event_dict["span_id"] = trace.format_span_id(context.span_id)
+    return event_dict
+
+
 def configure_logging(level: str) -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
@@ -514,6 +549,7 @@ def configure_logging(level: str) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            add_trace_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -672,12 +708,23 @@ class Simulator:
         key = record.key.decode("utf-8", "replace") if record.key else None
         structlog.contextvars.bind_contextvars(operator=code, referral_id=key, event_id=None, event_type=None,
                                                partition=record.partition, offset=record.offset)
-        try:
-            return self._handle(code, record)
-        except Skip as skip:
-            getattr(log, skip.level)(skip.event, **skip.fields)
-        except Exception as exc:  # a record must never stop the simulator
-            log.error("record_failed", error=type(exc).__name__)
+        # Handled in a `process <topic>` span, child of the record's `traceparent`: the
+        # answer task started here inherits it, so the replies join the referral's trace.
+        with TRACER.start_as_current_span(
+                f"process {record.topic}", context=record_trace_context(record.headers), kind=SpanKind.CONSUMER,
+                attributes={**messaging_attributes("process", record.topic),
+                            "messaging.consumer.group.name": self.group(code),
+                            "messaging.destination.partition.id": str(record.partition),
+                            "messaging.kafka.offset": record.offset,
+                            **({"messaging.kafka.message.key": key} if key else {})},
+                record_exception=False) as span:
+            try:
+                return self._handle(code, record)
+            except Skip as skip:
+                getattr(log, skip.level)(skip.event, **skip.fields)
+            except Exception as exc:  # a record must never stop the simulator
+                log.error("record_failed", error=type(exc).__name__)
+                span.set_status(trace.Status(trace.StatusCode.ERROR, type(exc).__name__))
         return None
 
     def _handle(self, code: str, record: Any) -> asyncio.Task[None] | None:
@@ -814,17 +861,42 @@ class Simulator:
         topic = f"operator.{referral.operator}.outbox"
         assert self.producer is not None
         delay = 0.2
-        while True:
-            try:
-                await self.producer.send_and_wait(topic, value=value, key=referral.referral_id.encode(),
-                                                  headers=headers)
-                break
-            except KafkaError as exc:  # broker away: retry until it is back or we are stopped
-                log.warning("send_retry", produced_type=ce_type, error=repr(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        # A `send <topic>` span, child of the inbox record's (the answer task inherited its
+        # context); its `traceparent` travels in the reply so the platform continues the trace.
+        with TRACER.start_as_current_span(f"send {topic}", kind=SpanKind.PRODUCER, record_exception=False,
+                                          attributes={**messaging_attributes("send", topic),
+                                                      "messaging.message.id": event_id}):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            headers += [(name, text.encode()) for name, text in carrier.items() if name in TRACE_HEADERS]
+            while True:
+                try:
+                    await self.producer.send_and_wait(topic, value=value, key=referral.referral_id.encode(),
+                                                      headers=headers)
+                    break
+                except KafkaError as exc:  # broker away: retry until it is back or we are stopped
+                    log.warning("send_retry", produced_type=ce_type, error=repr(exc))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
         extra = {"outcome": data["outcome"]} if "outcome" in data else {}
         log.info("event_sent", produced_type=ce_type, produced_id=event_id, topic=topic, **extra)
+
+
+TRACER = trace.get_tracer("operator-simulator")
+TRACE_HEADERS = ("traceparent", "tracestate")  # W3C Trace Context, as Kafka record headers
+
+
+def record_trace_context(raw: Iterable[tuple[str, bytes | None]] | None) -> Any:
+    """The trace context an inbox record carries (`traceparent`, `tracestate`), if any."""
+    carrier = {name.lower(): value.decode("latin-1") for name, value in raw or ()
+               if value is not None and name.lower() in TRACE_HEADERS}
+    return propagate.extract(carrier)
+
+
+def messaging_attributes(operation: str, topic: str) -> dict[str, str]:
+    """The messaging semantic conventions' attributes (ids only, never personal data)."""
+    return {"messaging.system": "kafka", "messaging.operation.type": operation,
+            "messaging.operation.name": operation, "messaging.destination.name": topic}
 
 
 def deterministic_id(referral_id: str, name: str) -> str:
@@ -919,6 +991,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse_settings(argv)
     never_create_topics()
     configure_logging(settings.log_level)
+    configure_tracing(os.environ)
     return asyncio.run(main_async(settings))
 
 

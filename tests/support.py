@@ -35,11 +35,12 @@ def open_as(operator: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 async def produce(bootstrap: str, topic: str, name: str, data: dict[str, Any], *,
-                  subject: str, source: str = "/tests", event_id: str | None = None) -> CloudEvent:
+                  subject: str, source: str = "/tests", event_id: str | None = None,
+                  extra_headers: list[tuple[str, bytes]] | None = None) -> CloudEvent:
     event = CloudEvent(type=event_type(name), source=source, subject=subject, data=data,
                        id=event_id or str(uuid.uuid4()))
     key, value, headers = to_record(event)
-    await produce_raw(bootstrap, topic, key, value, headers)
+    await produce_raw(bootstrap, topic, key, value, headers + (extra_headers or []))
     return event
 
 

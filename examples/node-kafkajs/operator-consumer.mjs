@@ -64,6 +64,10 @@ const OUTBOX_EVENTS = ["operator.acknowledged", "operator.answered"];
 
 // Headers every event must carry (CloudEvents binary mode: attributes are `ce_*` headers).
 const REQUIRED_HEADERS = ["ce_specversion", "ce_id", "ce_source", "ce_type", "content-type"];
+// Optional W3C Trace Context headers. Copied from the inbox record into our replies, they
+// let Relais show a referral's whole journey, our answer included, as one trace (an
+// OpenTelemetry-instrumented client would instead send its own span's context).
+const TRACE_HEADERS = ["traceparent", "tracestate"];
 
 /**
  * `operator.answered` -> `fr.franceservices.operator.answered.v1`.
@@ -241,11 +245,11 @@ function uuid5(name) {
 const eventId = (operator, referralId, name) => uuid5(`/operators/${operator}/referrals/${referralId}/${name}`);
 
 /**
- * Key, value and headers of one outbox event.
- * @param {string} operator @param {string} name @param {Data} data
+ * Key, value and headers of one outbox event (`trace`: the TRACE_HEADERS to pass on).
+ * @param {string} operator @param {string} name @param {Data} data @param {Record<string, string>} [trace]
  * @returns {import("kafkajs").Message}
  */
-function outboxRecord(operator, name, data) {
+function outboxRecord(operator, name, data, trace = {}) {
   const referralId = data.referral_id;
   return {
     // Record key = the referral id: every event of a referral stays in order on one partition.
@@ -259,6 +263,7 @@ function outboxRecord(operator, name, data) {
       ce_time: nowRfc3339(),
       ce_subject: referralId,
       "content-type": "application/json",
+      ...trace,
     },
   };
 }
@@ -595,7 +600,8 @@ class OperatorConsumer {
 
     if (name === "referral.routed") this.routed.set(ceId, referralId);
     if (replies.length) {
-      const records = await this.send(replies);
+      const trace = Object.fromEntries(TRACE_HEADERS.filter((h) => attrs[h]).map((h) => [h, attrs[h]]));
+      const records = await this.send(replies, trace);
       this.replies.set(referralId, [...(this.replies.get(referralId) ?? []), ...records]);
       if (replies.some(([n]) => n === "operator.answered")) this.answered.add(referralId);
       const procedure = data.procedure ? ` procedure=${data.procedure}` : "";
@@ -609,16 +615,16 @@ class OperatorConsumer {
   /**
    * Validates and produces the events; resolves, once the broker has them all, with the
    * records as sent (to send them again if asked).
-   * @param {Array<[string, Data]>} events
+   * @param {Array<[string, Data]>} events @param {Record<string, string>} [trace]
    * @returns {Promise<import("kafkajs").Message[]>}
    */
-  async send(events) {
+  async send(events, trace = {}) {
     for (const [name, data] of events) {
       // Never send what the contract refuses: the platform would dead-letter it.
       const problems = Contract.problems(this.contract.writers[name], data);
       if (problems.length) throw new Error(`${name} does not match its schema: ${problems.join("; ")}`);
     }
-    const records = events.map(([name, data]) => outboxRecord(this.operator, name, data));
+    const records = events.map(([name, data]) => outboxRecord(this.operator, name, data, trace));
     await this.produce(records);
     return records;
   }

@@ -69,6 +69,10 @@ Reply = tuple[str, bytes, bytes, Headers]
 
 # Headers every event must carry (CloudEvents binary mode: attributes are `ce_*` headers).
 REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "content-type")
+# Optional W3C Trace Context headers. Copied from the inbox record into our replies, they
+# let Relais show a referral's whole journey, our answer included, as one trace (an
+# OpenTelemetry-instrumented client would instead send its own span's context).
+TRACE_HEADERS = ("traceparent", "tracestate")
 
 
 def event_type(name: str) -> str:
@@ -179,9 +183,9 @@ def event_id(operator: str, referral_id: str, name: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"/operators/{operator}/referrals/{referral_id}/{name}"))
 
 
-def outbox_record(operator: str, name: str, referral_id: str,
-                  data: dict[str, Any]) -> tuple[bytes, bytes, Headers]:
-    """Key, value and headers of one outbox event."""
+def outbox_record(operator: str, name: str, referral_id: str, data: dict[str, Any],
+                  trace: Headers | None = None) -> tuple[bytes, bytes, Headers]:
+    """Key, value and headers of one outbox event (`trace`: the TRACE_HEADERS to pass on)."""
     headers: Headers = [
         ("ce_specversion", b"1.0"),
         ("ce_id", event_id(operator, referral_id, name).encode()),
@@ -190,6 +194,7 @@ def outbox_record(operator: str, name: str, referral_id: str,
         ("ce_time", now_rfc3339().encode()),
         ("ce_subject", referral_id.encode()),
         ("content-type", b"application/json"),
+        *(trace or []),
     ]
     value = json.dumps(data, ensure_ascii=False).encode("utf-8")
     # Record key = the referral id: every event of a referral stays in order on one partition.
@@ -420,7 +425,8 @@ class OperatorConsumer:
         if name == "referral.routed" and referral_id in self.cancelled:
             log.info("skipped %s ce_id=%s referral=%s: cancelled", name, ce_id, referral_id)
         elif name == "referral.routed":
-            records = self.send(answer_referral(self.operator, data, personal))
+            trace: Headers = [(h, attrs[h].encode()) for h in TRACE_HEADERS if attrs.get(h)]
+            records = self.send(answer_referral(self.operator, data, personal), trace)
             self.replies[ce_id] = records
             log.info("handled %s ce_id=%s referral=%s procedure=%s -> %s%s",
                      name, ce_id, referral_id, data["procedure"], ", ".join(n for n, *_ in records), note)
@@ -441,7 +447,7 @@ class OperatorConsumer:
             raise Skip(f"personal_data is not valid: {'; '.join(problems)}")
         return personal
 
-    def send(self, events: list[tuple[str, dict[str, Any]]]) -> list[Reply]:
+    def send(self, events: list[tuple[str, dict[str, Any]]], trace: Headers | None = None) -> list[Reply]:
         """Validates the events, produces them, waits until the broker has them all, and
         returns the records as sent (to send them again if asked)."""
         for name, data in events:
@@ -449,7 +455,8 @@ class OperatorConsumer:
             problems = self.contract.problems(self.contract.writers[name], data)
             if problems:
                 raise ValueError(f"{name} does not match its schema: {'; '.join(problems)}")
-        records = [(name, *outbox_record(self.operator, name, data["referral_id"], data)) for name, data in events]
+        records = [(name, *outbox_record(self.operator, name, data["referral_id"], data, trace))
+                   for name, data in events]
         self.produce(records)
         return records
 

@@ -43,6 +43,7 @@ SCHEMAS = ROOT / "schemas"
 KEYS = ROOT / "deploy" / "demo" / "operator-keys"
 OPERATOR, OTHER_OPERATOR = "ants", "caf"
 INBOX, OUTBOX = f"operator.{OPERATOR}.inbox", f"operator.{OPERATOR}.outbox"
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"  # an inbox record's trace context
 PROCEDURE = "ants.carte-grise.changement-adresse"
 CITIZEN = {"given_name": "Nadia", "family_name": "Dupont-Testeuse", "birth_date": "1987-06-02",
            "email": "nadia.dupont-testeuse@example.fr", "phone": "+33612345678"}
@@ -239,7 +240,8 @@ async def test_node_example_answers_routed_referrals(kafka_bootstrap: str, node:
             ("ce_type", b"fr.franceservices.referral.routed.v2"), ("content-type", b"application/json")])
         newer = routed_data(extra) | {"priority": "haute"}  # a field a later v1 may add
         assert list(validator("referral.routed").iter_errors(newer))  # not in our copy of the schema
-        await send("referral.routed", newer, extra)
+        await produce(kafka_bootstrap, INBOX, "referral.routed", newer, subject=extra, source=src,
+                      extra_headers=[("traceparent", TRACEPARENT.encode())])
         # Sealed for another operator: our key cannot open it.
         not_ours = await send("referral.routed", routed_data(wrong_key, sealed_for=OTHER_OPERATOR), wrong_key)
         # A ciphertext moved from another referral.
@@ -339,6 +341,9 @@ async def test_node_example_answers_routed_referrals(kafka_bootstrap: str, node:
                 assert ack.partition == answer.partition
                 assert ack.offset < answer.offset  # acknowledged first
             assert json.loads(answered[0].value)["outcome"] == "resolved"
+            # The inbox record's trace context is passed on in the replies (only `extra` had one).
+            assert {headers(r).get("traceparent") for r in acknowledged + answered} == {
+                TRACEPARENT if referral_id == extra else None}
         assert not by_referral[informed]["operator.acknowledged"]
         assert len(by_referral[informed]["operator.answered"]) == 1
         assert len(set(ids)) == 2 * len(answered_referrals) + 1  # distinct per event...

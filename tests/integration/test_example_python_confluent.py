@@ -31,6 +31,7 @@ EXAMPLE = ROOT / "examples" / "python-confluent" / "operator_consumer.py"
 SCHEMAS = ROOT / "schemas"
 OPERATOR = "dgfip"
 INBOX, OUTBOX = f"operator.{OPERATOR}.inbox", f"operator.{OPERATOR}.outbox"
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"  # an inbox record's trace context
 CITIZEN = {"given_name": "Nadia", "family_name": "Dupont-Testeuse", "birth_date": "1987-06-02",
            "email": "nadia.dupont-testeuse@example.fr", "phone": "+33612345678"}
 
@@ -162,7 +163,8 @@ async def test_confluent_example_answers_routed_referrals(kafka_bootstrap: str, 
                       subject=second, source="/relais/referral", event_id=reminder.id)
         newer = routed_data(extra) | {"priority": "haute"}  # a field a later v1 may add
         assert list(validator("referral.routed").iter_errors(newer))  # not in our copy of the schema
-        await produce(kafka_bootstrap, INBOX, "referral.routed", newer, subject=extra, source="/relais/referral")
+        await produce(kafka_bootstrap, INBOX, "referral.routed", newer, subject=extra, source="/relais/referral",
+                      extra_headers=[("traceparent", TRACEPARENT.encode())])
         referrals = (first, second, extra)
 
         def answered_all(records: list[Any]) -> bool:
@@ -219,6 +221,9 @@ async def test_confluent_example_answers_routed_referrals(kafka_bootstrap: str, 
                 assert ack.partition == answer.partition
                 assert ack.offset < answer.offset  # acknowledged first
             assert json.loads(answered[0].value)["outcome"] == "resolved"
+            # The inbox record's trace context is passed on in the replies (only `extra` had one).
+            assert {headers(r).get("traceparent") for r in acknowledged + answered} == {
+                TRACEPARENT if referral_id == extra else None}
         assert len(ids) == 2 * len(referrals)  # ids unique across events, the same when sent again
 
         log_text = "".join(example.output)
