@@ -64,7 +64,9 @@ class PlatformUser:
     for each topic it reads (a consumer dead-letters what it refuses).
     `recreates_topics`: Create and DescribeConfigs on every topic it reads or writes.
     `schema`: the service's PostgreSQL schema, whose broker-loss marker (see
-    `marker_acls`) this user leaves on the broker."""
+    `marker_acls`) this user leaves on the broker. `describes_groups`: Describe on every
+    consumer group (list them, describe them, read their committed offsets), nothing
+    more on any group: it never joins one nor commits."""
 
     name: str
     purpose: str
@@ -74,6 +76,7 @@ class PlatformUser:
     dead_letters_of_reads: bool = False
     recreates_topics: bool = True
     schema: str | None = None
+    describes_groups: bool = False
 
 
 PLATFORM_USERS: tuple[PlatformUser, ...] = (
@@ -106,11 +109,14 @@ PLATFORM_USERS: tuple[PlatformUser, ...] = (
     ),
     PlatformUser(
         "relais-ops",
-        "operations (python -m relais_kit.dlq, python -m relais_kit.topics): reads every "
-        "dead-letter topic and replays a record onto its source topic, (re)creates the "
-        "topics; reads without a consumer group, so no group ACL",
-        reads=("{dlq}",),
+        "operations (python -m relais_kit.dlq, python -m relais_kit.topics, python -m relais_ops): "
+        "reads every dead-letter topic and replays a record onto its source topic, (re)creates the "
+        "topics; the lag monitor describes every consumer group and its offsets and reads the "
+        "oldest unread record of each (its time only) and each partition's end, on every topic; "
+        "reads without a consumer group, so Describe only on groups",
+        reads=("{dlq}", "{source}"),
         writes=("{source}",),
+        describes_groups=True,
     ),
 )
 
@@ -269,6 +275,8 @@ def platform_user(spec: PlatformUser, topics: TopicsFile) -> User:
     acls = _topic_acls(reads, writes, recreates=spec.recreates_topics)
     if spec.group_prefix:
         acls.append(Acl("group", spec.group_prefix, "prefix", ("Read",)))
+    if spec.describes_groups:
+        acls.append(Acl("group", "*", "literal", ("Describe",)))  # Kafka's wildcard: every group
     acls += markers
     return User(spec.name, spec.purpose, tuple(acls))
 

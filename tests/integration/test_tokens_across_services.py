@@ -117,7 +117,8 @@ async def test_the_issuer_publishes_public_keys_only(platform: Platform) -> None
     assert jwt.get_unverified_header(token)["kid"] in {k["kid"] for k in keys}
     claims = jwt.decode(token, options={"verify_signature": False})
     assert claims["iss"] == "relais-referral"
-    assert claims["aud"] == ["relais-api:referral", "relais-api:sites", "relais-api:notifications"]
+    assert claims["aud"] == ["relais-api:referral", "relais-api:sites", "relais-api:notifications",
+                            "relais-api:ops"]
 
 
 async def test_a_token_opens_the_apis_its_audience_names_and_no_other(platform: Platform) -> None:

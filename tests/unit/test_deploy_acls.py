@@ -123,14 +123,19 @@ def test_platform_users(topics: TopicsFile, users: dict[str, generate.User]) -> 
     assert writable(sites) == {"sites"}
 
     ops = users["relais-ops"]
-    assert readable(ops) == dlqs
+    # Every topic: the dead letters to list and replay them, every other topic for the lag
+    # monitor (each partition's end, the time of the oldest unread record).
+    assert readable(ops) == dlqs | sources
     assert writable(ops) == sources
 
     groups = {u.name: [(a.name, a.pattern_type) for a in u.acls if a.resource_type == "group"]
               for u in (referral, notifications, sites, ops)}
     assert groups == {"relais-referral": [("relais-referral-", "prefix")],
                       "relais-notifications": [("relais-notifications", "prefix")],
-                      "relais-sites": [("relais-sites-broker-marker", "literal")], "relais-ops": []}
+                      "relais-sites": [("relais-sites-broker-marker", "literal")],
+                      "relais-ops": [("*", "literal")]}
+    # Every group, to describe it and read its committed offsets; never to join or commit.
+    assert [a.operations for a in ops.acls if a.resource_type == "group"] == [("Describe",)]
 
 
 def test_privacy_is_for_the_platform_only(topics: TopicsFile, users: dict[str, generate.User]) -> None:
@@ -143,7 +148,8 @@ def test_privacy_is_for_the_platform_only(topics: TopicsFile, users: dict[str, g
     recreate = {"Create", "DescribeConfigs"}
     assert on_privacy == {"relais-referral": {"Read", "Write", "Describe"} | recreate,
                           "relais-notifications": {"Read", "Write", "Describe"} | recreate,
-                          "relais-ops": {"Write", "Describe"} | recreate}   # replay of its dead letters
+                          # replay of its dead letters; Read: the lag monitor (a record's time)
+                          "relais-ops": {"Read", "Write", "Describe"} | recreate}
     for code in topics.operators:
         names = {a.name for a in users[f"operator-{code}"].acls}
         assert not {n for n in names if n.startswith("privacy")}, code
@@ -294,19 +300,22 @@ def test_nobody_but_the_referral_service_and_replay_writes_an_inbox(
 def test_an_operators_inbox_is_read_by_that_operator_and_its_desk_only(
         topics: TopicsFile, users: dict[str, generate.User]) -> None:
     for code in topics.operators:
-        assert holders(users, topics.inbox(code), "Read") == {f"operator-{code}", f"relais-desk-{code}"}
+        # relais-ops: the lag monitor, which reads a record's time only (an operator that never
+        # joins a group is still seen not reading its inbox).
+        assert holders(users, topics.inbox(code), "Read") == {f"operator-{code}", f"relais-desk-{code}",
+                                                             "relais-ops"}
         assert holders(users, topics.outbox(code), "Write") == {f"operator-{code}", f"relais-desk-{code}",
                                                                "relais-ops"}
-        assert holders(users, topics.outbox(code), "Read") == {"relais-referral"}
+        assert holders(users, topics.outbox(code), "Read") == {"relais-referral", "relais-ops"}
 
 
 def test_sites_reads_nothing_and_notifications_cannot_read_what_it_has_no_use_for(
         users: dict[str, generate.User]) -> None:
-    assert holders(users, "referrals", "Read") == {"relais-referral", "relais-notifications"}
+    assert holders(users, "referrals", "Read") == {"relais-referral", "relais-notifications", "relais-ops"}
     assert "relais-sites" not in holders(users, "referrals", "Read")
     assert readable(users["relais-sites"]) == {"sites"}
     assert holders(users, "sites", "Write") == {"relais-sites", "relais-ops"}
-    assert holders(users, "visits", "Read") == set()   # no consumer yet: nobody reads it
+    assert holders(users, "visits", "Read") == {"relais-ops"}   # no consumer yet: only the lag monitor
     assert holders(users, "notifications", "Write") == {"relais-notifications", "relais-ops"}
 
 
@@ -327,10 +336,15 @@ def test_only_platform_principals_may_create_topics_and_only_their_own(
                 assert ops & {"Read", "Write"}, (user.name, name)
 
 
+LAG_MONITOR_GROUPS = generate.Acl("group", "*", "literal", ("Describe",))
+
+
 def test_no_cluster_rights_no_wildcards_no_all(users: dict[str, generate.User]) -> None:
     for user in users.values():
         for acl in user.acls:
             assert acl.resource_type in ("topic", "group"), (user.name, acl)
+            if acl == LAG_MONITOR_GROUPS and user.name == "relais-ops":
+                continue  # the one wildcard: Describe (never Read) on every group, for the lag monitor
             assert "*" not in acl.name and acl.name, (user.name, acl)
             assert not {"All", "Alter", "AlterConfigs", "Delete", "ClusterAction"} & set(acl.operations), \
                 (user.name, acl)

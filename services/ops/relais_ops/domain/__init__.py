@@ -1,0 +1,1 @@
+"""The ops service's model and rules. Pure: no I/O, no framework."""

@@ -1,0 +1,1 @@
+"""The periodic work: sampling the broker, keeping the metrics."""
