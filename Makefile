@@ -3,9 +3,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-export PYTHONPATH := libs/relais_kit:services/referral:services/sites:services/notifications:services/desk:conformance:.
+export PYTHONPATH := libs/relais_kit:services/referral:services/sites:services/notifications:services/desk:services/ops:conformance:.
 
-.PHONY: install run test deploy-check prometheus test-unit test-integration test-e2e test-faults test-browser screens chromium lint typecheck contract contract-release bench lock clean
+.PHONY: install run test deploy-check prometheus alerts test-unit test-integration test-e2e test-faults test-browser screens chromium lint typecheck contract contract-release bench lock clean
 
 # npm projects: the DSFR styles of the server-rendered UIs (desk, adviser pages), the Node.js operator example, the
 # AsyncAPI validator and HTML generator of the contract guards, the image definition's linter.
@@ -23,16 +23,30 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/pip install -q -r requirements.txt
 	touch $@
 
-run: install
+run: install prometheus
 	$(BIN)/python -m deploy.local.run
 
 # The fault scenarios (whole platforms, minutes each) are `make test-faults`: CI runs both.
-test: install chromium prometheus lint typecheck contract
+test: install chromium prometheus alerts lint typecheck contract
 	$(BIN)/pytest -q --ignore=tests/faults
 
-# Debian's Prometheus, for promtool (deploy/prometheus checks); does nothing when present.
+# Debian's Prometheus: the server `make run` starts, and promtool (deploy/prometheus
+# checks); does nothing when present.
 prometheus:
 	bash deploy/prometheus/install-prometheus.sh
+
+# The compose site's Prometheus configuration and the alert rules checked, and the rules
+# tested against their cases (deploy/prometheus/rules.test.yml). Without promtool it says
+# so and passes, unless RELAIS_REQUIRE_BROWSER=1 (CI).
+alerts: prometheus
+	@if ! command -v promtool >/dev/null 2>&1; then \
+	    echo "alerts: promtool not installed (make prometheus as root); alert rules not tested" >&2; \
+	    test "$$RELAIS_REQUIRE_BROWSER" != 1; \
+	else \
+	    promtool check config deploy/prometheus/prometheus.yml && \
+	    promtool check rules deploy/prometheus/rules.yml && \
+	    promtool test rules deploy/prometheus/rules.test.yml; \
+	fi
 
 # The deployment files alone: generated ACLs up to date, compose against its schema,
 # Kubernetes resources against theirs, the image definition linted.

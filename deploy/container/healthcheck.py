@@ -17,6 +17,7 @@ PORTS = {  # module: (variable, default) as in each service's settings
     "relais_sites": ("RELAIS_SITES_PORT", 8001),
     "relais_notifications": ("RELAIS_NOTIFICATIONS_PORT", 8002),
     "relais_desk": ("RELAIS_DESK_PORT", 8003),
+    "relais_ops": ("RELAIS_OPS_PORT", 8004),
 }
 
 

@@ -32,6 +32,7 @@ from typing import IO, Any, Literal, TypeVar
 import httpx
 
 from deploy.local import pgroles
+from deploy.local import prometheus as local_prometheus
 from deploy.local.kafka_auth import LocalKafkaAuth
 from deploy.local.mailbox import Mailbox
 from relais_kit.embedded import free_port, start_broker, start_postgres, wait_for_port
@@ -42,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOPICS_FILE = ROOT / "deploy" / "topics.yaml"
 SIMULATOR = ROOT / "simulator" / "operator_simulator.py"
 PYTHONPATH = [ROOT / "libs" / "relais_kit", ROOT / "services" / "referral", ROOT / "services" / "sites",
-              ROOT / "services" / "notifications", ROOT / "services" / "desk", ROOT]
+              ROOT / "services" / "notifications", ROOT / "services" / "desk", ROOT / "services" / "ops", ROOT]
 
 # name -> (python module, port variable, default port)
 SERVICES: dict[str, tuple[str, str, int]] = {
@@ -51,7 +52,11 @@ SERVICES: dict[str, tuple[str, str, int]] = {
     "notifications": ("relais_notifications", "RELAIS_NOTIFICATIONS_PORT", 8002),
     # Only with `desk_operator`: the operator desk, playing that operator.
     "desk": ("relais_desk", "RELAIS_DESK_PORT", 8003),
+    # The ops service: the lag of every consumer group, from outside (Kafka principal relais-ops).
+    "ops": ("relais_ops", "RELAIS_OPS_PORT", 8004),
 }
+# Services that keep nothing in PostgreSQL: no role, no schema, no DATABASE_URL.
+WITHOUT_DATABASE = frozenset({"ops"})
 DEFAULT_BROKER_PORT = 9092
 DEFAULT_SMTP_PORT = 8025
 STOP_TIMEOUT_S = 10.0
@@ -184,6 +189,7 @@ class LocalPlatform:
         kafka_auth: bool | None = None,
         instances: int = 1,
         bind_host: str = "127.0.0.1",
+        prometheus: bool = False,
     ) -> None:
         if ports not in ("default", "free"):
             raise ValueError(f"ports must be 'default' or 'free', not {ports!r}")
@@ -201,6 +207,11 @@ class LocalPlatform:
         # (beside its socket) listen on: another one than 127.0.0.1 for children run in
         # a network namespace (tests/faults/test_scale_out.py).
         self.bind_host = bind_host
+        # A Prometheus (child `prometheus`) scraping every service child, when asked and
+        # installed (deploy/local/prometheus.py); its address once started.
+        self.prometheus = prometheus
+        self.prometheus_port: int | None = None
+        self.prometheus_url: str | None = None
         # By child name: the address it listens on (default 127.0.0.1) and a prefix of
         # its command (`ip netns exec <ns>`); filled before start().
         self.child_hosts: dict[str, str] = {}
@@ -324,11 +335,15 @@ class LocalPlatform:
         if self.simulated_operators != "":
             self._spawn("simulator", fresh_log=True)
             self._wait_simulator()
+        if self.prometheus:
+            self._start_prometheus()
 
     def _assign_ports(self) -> None:
         for name, port in self._instance_ports().items():
             self.service_ports[name] = port
         self.smtp_port = self._port("RELAIS_SMTP_PORT", DEFAULT_SMTP_PORT)
+        if self.prometheus:
+            self.prometheus_port = self._port(local_prometheus.PORT_VARIABLE, local_prometheus.DEFAULT_PORT)
         if self.embedded_broker:
             self.broker_port = self._port("RELAIS_BROKER_PORT", DEFAULT_BROKER_PORT)
             self.bootstrap = f"{self.bind_host}:{self.broker_port}"
@@ -361,6 +376,8 @@ class LocalPlatform:
         found["smtp"] = self._port("RELAIS_SMTP_PORT", DEFAULT_SMTP_PORT)
         if self.embedded_broker:
             found["broker"] = self._port("RELAIS_BROKER_PORT", DEFAULT_BROKER_PORT)
+        if self.prometheus and local_prometheus.binary():
+            found["prometheus"] = self._port(local_prometheus.PORT_VARIABLE, local_prometheus.DEFAULT_PORT)
         return found
 
     def _start_broker(self) -> None:
@@ -409,7 +426,7 @@ class LocalPlatform:
         the conformance kit)."""
         services = [self.kafka_principal(name) for name in self.services]
         operators = [f"operator-{code}" for code in load_topics(TOPICS_FILE).operators]
-        return [*services, "relais-simulator", "relais-ops", *operators]
+        return list(dict.fromkeys([*services, "relais-simulator", "relais-ops", *operators]))
 
     @property
     def kafka_security(self) -> KafkaSecurity:
@@ -441,7 +458,7 @@ class LocalPlatform:
             if self.embedded_postgres:
                 self.database_url = run_coroutine(pgroles.require_passwords(self.database_url, secrets))
             env = self.env()
-            children = [n for n in self.children if service_of(n)]
+            children = [n for n in self.children if service_of(n) and service_of(n) not in WITHOUT_DATABASE]
             schemas = {service_of(n) or n: pgroles.schema_of(service_of(n) or n, env, self.desk_operator)
                        for n in children}
             instances = {s: sum(1 for n in children if service_of(n) == s) for s in schemas}
@@ -558,6 +575,11 @@ class LocalPlatform:
         return env
 
     def _command(self, name: str) -> list[str]:
+        if name == "prometheus":
+            assert self.prometheus_port is not None
+            return local_prometheus.command(local_prometheus.binary() or "prometheus", self.prometheus_config_file,
+                                            self.data_dir / "prometheus" / "data",
+                                            f"{self.bind_host}:{self.prometheus_port}")
         if name == "mailbox":
             return [sys.executable, "-m", "deploy.local.mailbox", "--dir", str(self.mailbox.directory),
                     "--host", self.bind_host, "--port", str(self.smtp_port)]
@@ -639,6 +661,41 @@ class LocalPlatform:
             raise PlatformError(f"service {name} did not become healthy: {exc}\n"
                                 f"--- last lines of {self.log_path(name)}:\n{log_tail(self.log_path(name))}") from exc
 
+    # ------------------------------------------------------------------ Prometheus
+
+    @property
+    def prometheus_config_file(self) -> Path:
+        return self.data_dir / "prometheus" / "prometheus.yml"
+
+    def prometheus_targets(self) -> list[local_prometheus.ScrapeTarget]:
+        """Every service child (each instance, the desk, whatever SERVICES holds), where
+        it serves /metrics; before start(), at the ports it will take."""
+        ports = self.service_ports or self._instance_ports()
+        return [local_prometheus.ScrapeTarget(service_of(name) or name, name,
+                                              f"{self.child_hosts.get(name, '127.0.0.1')}:{ports[name]}")
+                for name in self.children]
+
+    def _start_prometheus(self) -> None:
+        """The child `prometheus`, with a configuration written from the children; left
+        out, saying so, when the binary is not installed."""
+        if local_prometheus.binary() is None:
+            print("relais: no `prometheus` binary on PATH: starting without Prometheus "
+                  "(`make prometheus` installs Debian's)", file=sys.stderr, flush=True)
+            return
+        assert self.prometheus_port is not None
+        local_prometheus.write_configuration(self.prometheus_config_file, self.prometheus_targets())
+        self._spawn("prometheus", fresh_log=True)
+        self._wait_prometheus()
+
+    def _wait_prometheus(self) -> None:
+        url = f"http://{self.bind_host}:{self.prometheus_port}"
+        try:
+            local_prometheus.wait_ready(url, self.health_timeout, self.processes["prometheus"])
+        except (TimeoutError, RuntimeError) as exc:
+            raise PlatformError(f"Prometheus did not become ready: {exc}\n--- last lines of "
+                                f"{self.log_path('prometheus')}:\n{log_tail(self.log_path('prometheus'))}") from exc
+        self.prometheus_url = url
+
     def _wait_simulator(self) -> None:
         """Until the simulator says it is ready (or idle); its consumers read from the
         earliest offset, so nothing sent meanwhile is missed anyway."""
@@ -711,6 +768,9 @@ class LocalPlatform:
             elif name == "simulator":
                 self._spawn(name, fresh_log=False)
                 self._wait_simulator()
+            elif name == "prometheus":
+                self._spawn(name, fresh_log=False)
+                self._wait_prometheus()
             else:
                 self._spawn(name, fresh_log=False)
                 self._wait_service(name)
@@ -754,6 +814,8 @@ class LocalPlatform:
                 atexit.unregister(self.stop)
             self.stop_timings = {}
             steps: list[tuple[str, Callable[[], None]]] = []
+            if "prometheus" in self.processes:
+                steps.append(("prometheus", lambda: self._terminate([self.processes["prometheus"]])))
             if "simulator" in self.processes:
                 steps.append(("simulator", lambda: self._terminate([self.processes["simulator"]])))
             steps.append(("services", lambda: self._terminate([self.processes[n] for n in self.children

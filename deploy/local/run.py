@@ -4,7 +4,9 @@ Uses the broker in KAFKA_BOOTSTRAP_SERVERS if set, else starts an embedded one o
 127.0.0.1:9092 (RELAIS_BROKER_PORT to change it); the PostgreSQL in DATABASE_URL if
 set, else an embedded one kept in `.data/postgres` (it survives restarts; the embedded
 broker does not). Service ports: RELAIS_REFERRAL_PORT (8000), RELAIS_SITES_PORT (8001),
-RELAIS_NOTIFICATIONS_PORT (8002), RELAIS_SMTP_PORT (8025). Simulated operators:
+RELAIS_NOTIFICATIONS_PORT (8002), RELAIS_SMTP_PORT (8025). Prometheus (Debian's
+`prometheus`, `make prometheus` installs it) on RELAIS_PROMETHEUS_PORT (9090), scraping
+every process every 5s into `.data/prometheus`. Simulated operators:
 RELAIS_SIMULATED_OPERATORS (unset = all, empty = none), or RELAIS_LIVE_OPERATORS: the
 operators your own consumer (an example, the conformance kit) plays, every other one being
 simulated. The operator desk (RELAIS_DESK_PORT, 8003) plays RELAIS_DESK_OPERATOR
@@ -48,8 +50,10 @@ DEMO_SITE = "agen-leon-blum-poste"
 
 PORT_VARIABLES = {"referral": "RELAIS_REFERRAL_PORT", "sites": "RELAIS_SITES_PORT",
                   "notifications": "RELAIS_NOTIFICATIONS_PORT", "desk": "RELAIS_DESK_PORT",
+                  "ops": "RELAIS_OPS_PORT",
                   "smtp": "RELAIS_SMTP_PORT",
-                  "broker": "RELAIS_BROKER_PORT"}
+                  "broker": "RELAIS_BROKER_PORT",
+                  "prometheus": "RELAIS_PROMETHEUS_PORT"}
 
 
 class Stop(Exception):
@@ -123,7 +127,8 @@ def banner(p: LocalPlatform) -> str:
                  if operators == "" else operators)
     rows = [("referral", p.referral_url, "the adviser API: sign in, visits, referrals"),
             ("sites", p.sites_url, "the France Services sites registry"),
-            ("notifications", p.notifications_url, "what was sent to citizens and advisers")]
+            ("notifications", p.notifications_url, "what was sent to citizens and advisers"),
+            ("ops", p.url("ops"), "consumer lag of every group, Burrow-style: /api/lag (ops role), /metrics")]
     if p.desk_operator:
         rows.append(("desk", p.url("desk"), f"the operator desk, playing {p.desk_operator}: "
                                             f"demo-expert / demo"))
@@ -146,6 +151,9 @@ def banner(p: LocalPlatform) -> str:
         *([f"                yours to play (RELAIS_LIVE_OPERATORS): {os.environ['RELAIS_LIVE_OPERATORS']}; "
            f"demo private keys in deploy/demo/operator-keys/"]
           if os.environ.get("RELAIS_LIVE_OPERATORS") and "RELAIS_SIMULATED_OPERATORS" not in os.environ else []),
+        f"Prometheus      {p.prometheus_url}/alerts   (scrapes every process; alert rules in "
+        f"deploy/prometheus/rules.yml)" if p.prometheus_url
+        else "Prometheus      not started: no `prometheus` binary (`make prometheus` installs Debian's)",
         f"Logs            {p.log_dir}",
         "",
         f"Demo sign-in    demo-adviser / demo   (adviser at site {DEMO_SITE} and its permanences);",
@@ -217,7 +225,8 @@ def main() -> int:
     platform = LocalPlatform(DATA, bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
                              database_url=os.environ.get("DATABASE_URL") or None,
                              ports="default", simulated_operators=simulated, demo_data=True,
-                             desk_operator=desk_operator(os.environ), instances=instances(os.environ))
+                             desk_operator=desk_operator(os.environ), instances=instances(os.environ),
+                             prometheus=True)
     for leftover in platform.reap_leftovers():
         print(f"Stopped {leftover}, left running by an earlier `make run` that was killed.", flush=True)
     problems = busy_ports(platform)
@@ -232,7 +241,7 @@ def main() -> int:
         print("Starting Relais: " + ("embedded broker, " if platform.embedded_broker else "")
               + ("embedded PostgreSQL, " if platform.embedded_postgres else "")
               + "topics, mailbox, " + ", ".join(platform.children)
-              + (", operator simulator" if simulated != "" else "") + " ...", flush=True)
+              + (", operator simulator" if simulated != "" else "") + ", Prometheus ...", flush=True)
         platform.start()
         print(banner(platform) + f"(ready in {time.monotonic() - started:.1f}s)", flush=True)
         reported: set[str] = set()
@@ -247,7 +256,7 @@ def main() -> int:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, signal.SIG_IGN)  # a second Ctrl-C must not cut the stop short
-        print(f"\n{reason}: stopping the simulator, the services, the mailbox"
+        print(f"\n{reason}: stopping Prometheus, the simulator, the services, the mailbox"
               + (", the broker" if platform.embedded_broker else "")
               + (", PostgreSQL" if platform.embedded_postgres else "") + " ...", flush=True)
         platform.stop()

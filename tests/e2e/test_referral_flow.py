@@ -304,3 +304,74 @@ async def test_the_citizens_mail_and_the_notifications_api_agree(flow: Flow) -> 
             # The adviser is told on their screen, with the operator's note.
             assert len(adviser_side) == 1 and adviser_side[0]["channel"] == "adviser_screen"
             assert adviser_side[0]["message"]
+
+
+def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """Prometheus' text format, read by prometheus-client's own parser: name -> (labels, value)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+def total(found: dict[str, list[tuple[dict[str, str], float]]], name: str, **labels: str) -> float:
+    return sum(value for have, value in found.get(name, ()) if labels.items() <= have.items())
+
+
+async def test_every_process_tells_prometheus_what_the_flow_did_and_nothing_about_anyone(flow: Flow) -> None:
+    p = flow.platform
+    async with httpx.AsyncClient(timeout=30) as http:  # no token: scraped from inside the cluster
+        scraped = {name: await http.get(f"{p.url(name)}/metrics") for name in ("referral", "sites", "notifications")}
+    for name, answer in scraped.items():
+        assert answer.status_code == 200, (name, answer.text[:200])
+        assert answer.headers["content-type"].startswith("text/plain"), name
+    referral = samples(scraped["referral"].text)
+    notifications = samples(scraped["notifications"].text)
+    by_operator = Counter(r.operator for r in flow.referrals)
+
+    # HTTP, by route template: the 50 referrals were created through one route.
+    assert total(referral, "http_server_request_duration_seconds_count", http_request_method="POST",
+                 http_route="/api/v1/visits/{visit_id}/referrals", http_response_status_code="201") >= N
+    # Messaging: every operator's answers were read and handled by the referral service...
+    for operator, count in by_operator.items():
+        topic = f"operator.{operator}.outbox"
+        assert total(referral, "messaging_client_consumed_messages_total",
+                     messaging_destination_name=topic) >= 2 * count, topic  # acknowledged + answered
+        assert total(referral, "messaging_process_duration_seconds_count",
+                     messaging_destination_name=topic, error_type="") >= 2 * count, topic
+        assert total(referral, "messaging_client_sent_messages_total",
+                     messaging_destination_name=f"operator.{operator}.inbox", error_type="") >= count
+    assert total(referral, "relais_outbox_published_total", schema="referral") >= 4 * N
+    assert total(notifications, "messaging_client_consumed_messages_total", messaging_destination_name="referrals") > 0
+    assert total(notifications, "relais_consumer_last_processed_timestamp_seconds") > time.time() - 3600
+    assert total(notifications, "relais_notification_deliveries_total", channel="email", outcome="sent") >= N
+    assert total(notifications, "relais_notification_deliveries_total", outcome="failed") == 0
+    for operator in by_operator:  # every referral was answered: nothing waits on an operator
+        assert total(referral, "relais_operator_inbox_unacknowledged_referrals", operator=operator) == 0
+    # ... every background loop healthy, nothing dead-lettered or parked.
+    for name, answer in scraped.items():
+        found = samples(answer.text)
+        assert found["relais_loop_healthy"] and all(v == 1 for _, v in found["relais_loop_healthy"]), name
+        assert total(found, "relais_dead_letters_total") == 0, name
+        assert total(found, "relais_outbox_parked_rows") == 0, name
+    # No label carries a referral id, nor anything about a citizen.
+    everything = " ".join(answer.text for answer in scraped.values())
+    for r in flow.referrals:
+        assert r.referral_id not in everything and r.email not in everything
+
+
+async def test_the_lag_of_every_consumer_group_is_measured_from_outside_and_ends_ok(flow: Flow) -> None:
+    async with httpx.AsyncClient(timeout=30) as http:
+        async def all_ok() -> tuple[Any, bool]:
+            found = samples((await http.get(f"{flow.platform.url('ops')}/metrics")).text)
+            status = {labels["group"]: labels["status"] for labels, value in found.get("relais_consumergroup_status", ())
+                      if value == 1}
+            lag = {labels["group"]: value for labels, value in found.get("relais_consumergroup_max_lag_seconds", ())}
+            measured = {"relais-referral-router", "relais-referral-operators"} <= set(status)
+            return (status, lag), measured and all(s == "OK" for s in status.values())
+
+        status, lag = await deadline_poll(all_ok, "every consumer group OK once the flow is done")
+    assert all(seconds == 0 for seconds in lag.values()), lag

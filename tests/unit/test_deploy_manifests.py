@@ -44,6 +44,7 @@ SERVICES = {  # Deployment: (module, Kafka user, database role, schema)
     "relais-sites": ("relais_sites", "relais-sites", "relais_sites", "sites"),
     "relais-notifications": ("relais_notifications", "relais-notifications", "relais_notifications", "notifications"),
     "relais-desk-justice": ("relais_desk", "relais-desk-justice", "relais_desk_justice", "desk_justice"),
+    "relais-ops": ("relais_ops", "relais-ops", None, None),   # no database: Kafka only
 }
 
 
@@ -194,8 +195,10 @@ def test_every_service_runs_hardened_and_probed(rendered: list[dict[str, Any]]) 
         assert container["args"] == [module]
         image = container["image"]
         assert re.fullmatch(r"[\w./-]+:(?!latest$)[\w.-]+", image), image
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, (name, probe)
+        # Liveness: the process answers; readiness: it can serve (its database answers).
+        # Not /healthz: a broker away stalls every loop, which must not restart every pod.
+        for probe, path in (("startupProbe", "/readyz"), ("readinessProbe", "/readyz"), ("livenessProbe", "/livez")):
+            assert container[probe]["httpGet"] == {"path": path, "port": "http"}, (name, probe)
         resources = container["resources"]
         assert resources["requests"]["cpu"] and resources["requests"]["memory"] == resources["limits"]["memory"]
         assert pod["automountServiceAccountToken"] is False
@@ -231,6 +234,9 @@ def test_each_process_is_its_own_kafka_and_database_principal(rendered: list[dic
         assert env["KAFKA_SASL_USERNAME"] == kafka_user and kafka_user in users
         # The password Strimzi's User Operator writes for that very user.
         assert env["KAFKA_SASL_PASSWORD"] == {"secretKeyRef": {"name": kafka_user, "key": "password"}}
+        if role is None:
+            assert "DATABASE_URL" not in env and "PGPASSWORD" not in env, name
+            continue
         url = database[env["DATABASE_URL"]["configMapKeyRef"]["key"]]
         assert url.startswith(f"postgresql://{role}@") and "sslmode=verify-full" in url and ":" not in \
             url.split("@")[0].removeprefix("postgresql://"), url   # no password in the URL
@@ -308,7 +314,7 @@ def test_default_deny_then_only_what_is_needed(rendered: list[dict[str, Any]]) -
     pods = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in of_kind(rendered, "Deployment").items()}
     for name, labels in pods.items():
         assert egress_allowed(policies, labels, broker, 9093), name
-        assert egress_allowed(policies, labels, postgres, 5432), name
+        assert egress_allowed(policies, labels, postgres, 5432) == (SERVICES[name][2] is not None), name
         assert not egress_allowed(policies, labels, broker, 9091), f"{name} reaches the replication port"
         for other, other_labels in pods.items():   # no service calls another
             if other != name:
@@ -377,7 +383,7 @@ def test_postgres_cluster_roles_and_schemas(rendered: list[dict[str, Any]]) -> N
     assert "hostnossl all all all reject" in spec["postgresql"]["pg_hba"]
     assert re.fullmatch(r"[\w./-]+:\d+\.\d+[\w.-]*", spec["imageName"])
     roles = {r["name"]: r for r in spec["managed"]["roles"]}
-    assert set(roles) == {role for _m, _u, role, _s in SERVICES.values()}
+    assert set(roles) == {role for _m, _u, role, _s in SERVICES.values() if role}
     listed = (K8S / "SECRETS.md").read_text()
     for name, role in roles.items():
         assert role["ensure"] == "present" and role["login"] is True and role["inherit"] is False
@@ -385,7 +391,7 @@ def test_postgres_cluster_roles_and_schemas(rendered: list[dict[str, Any]]) -> N
         assert f"`{role['passwordSecret']['name']}`" in listed
     job = of_kind(rendered, "Job")["relais-db-schemas"]["spec"]["template"]["spec"]["containers"][0]
     script = job["args"][0]
-    schemas = {schema for *_rest, schema in SERVICES.values()}
+    schemas = {schema for *_rest, schema in SERVICES.values() if schema}
     assert set(re.findall(r"for schema in ([\w ]+);", script)[0].split()) == schemas
     assert set(re.findall(r"dbroles check ([\w ]+)", script)[0].split()) == schemas
     assert "> /dev/null" in script   # the DSN `create` prints never reaches the Job's log
@@ -446,7 +452,7 @@ def test_image_copies_what_exists_and_no_private_key(instructions: list[Any]) ->
                 assert "private" not in source
     ignore = (DEPLOY / "container" / "Dockerfile.dockerignore").read_text()
     assert "deploy/demo/operator-keys/*.private.jwk.json" in ignore
-    for module in ("relais_referral", "relais_sites", "relais_notifications", "relais_desk"):
+    for module in ("relais_referral", "relais_sites", "relais_notifications", "relais_desk", "relais_ops"):
         assert any(ROOT.glob(f"services/*/{module}/__main__.py")), module
     for tool in ("dlq", "topics", "datakeys", "dbroles", "tokenkeys"):
         assert "__main__" in (ROOT / "libs/relais_kit/relais_kit" / f"{tool}.py").read_text(), tool
@@ -480,7 +486,7 @@ def test_image_installs_every_library_the_services_import() -> None:
     dist_of = importlib.metadata.packages_distributions()
     installed = _closure(runtime_requirements())
     code = [*ROOT.glob("libs/relais_kit/relais_kit/**/*.py"), *ROOT.glob("services/*/relais_*/**/*.py")]
-    local = {"relais_kit", "relais_referral", "relais_sites", "relais_notifications", "relais_desk"}
+    local = {"relais_kit", "relais_referral", "relais_sites", "relais_notifications", "relais_desk", "relais_ops"}
     missing = set()
     for path in code:
         if path.name == "embedded.py":   # the embedded broker and PostgreSQL: `make run` only
@@ -560,7 +566,7 @@ def test_compose_services(compose: dict[str, Any]) -> None:
         assert service["command"] == [module] and service["read_only"] is True
         assert service["cap_drop"] == ["ALL"] and "no-new-privileges:true" in service["security_opt"]
         assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL" and env["KAFKA_SASL_USERNAME"] == kafka_user in users
-        assert env["DATABASE_URL"].startswith(f"postgresql://{role}:${{")
+        assert env["DATABASE_URL"].startswith(f"postgresql://{role}:${{") if role else "DATABASE_URL" not in env
         assert re.fullmatch(r"\$\{KAFKA_PASSWORD_[A-Z0-9_]+:\?\}", env["KAFKA_SASL_PASSWORD"])
         assert env["RELAIS_ENV"] == "production"
         by_user[env["KAFKA_SASL_USERNAME"]] = name
@@ -599,6 +605,11 @@ def test_prometheus_configuration(compose: dict[str, Any]) -> None:
     probed = set(jobs["relais-health"]["static_configs"][0]["targets"])
     expected = {f"http://{name.removeprefix('relais-')}:{services_port(compose, name)}/healthz" for name in SERVICES}
     assert probed == expected
+    scraped = {c["labels"]["instance"]: (c["labels"]["service"], c["targets"])
+               for c in jobs["relais-services"]["static_configs"]}
+    host = {name: name.removeprefix("relais-") for name in SERVICES}
+    assert scraped == {host[name]: (module.removeprefix("relais_"), [f"{host[name]}:{services_port(compose, name)}"])
+                       for name, (module, *_rest) in SERVICES.items()}
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (Debian: prometheus); checked structurally only")
@@ -611,3 +622,13 @@ def test_prometheus_configuration(compose: dict[str, Any]) -> None:
 def services_port(compose: dict[str, Any], name: str) -> str:
     (published,) = compose["services"][name.removeprefix("relais-")]["ports"]
     return published.rsplit(":", 1)[1]
+
+
+def test_the_podmonitor_scrapes_every_relais_process(rendered: list[dict[str, Any]]) -> None:
+    monitors = {d["metadata"]["name"]: d for d in kustomize(K8S / "monitoring")}
+    spec = monitors["relais-services"]["spec"]
+    (endpoint,) = spec["podMetricsEndpoints"]
+    assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+    for name, doc in of_kind(rendered, "Deployment").items():
+        assert _selects(spec["selector"], doc["spec"]["template"]["metadata"]["labels"]), name
+    assert {r["targetLabel"] for r in endpoint["relabelings"]} == {"service", "instance"}
