@@ -359,9 +359,12 @@ async def test_healthz_is_503_with_the_reason_when_sampling_fails() -> None:
     app.state.lag_monitor = monitor
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ops") as web:
         response = await web.get("/healthz")
+        alive, ready = await web.get("/livez"), await web.get("/readyz")
     assert response.status_code == 503
     assert response.json() == {"status": "unhealthy",
                                "reason": "no sampling succeeded yet: cannot reach the broker"}
+    # The orchestrator leaves it running and routed: it is the one telling that the broker is away.
+    assert alive.status_code == 200 and ready.status_code == 200
 
 
 # --------------------------------------------------------------------------- settings

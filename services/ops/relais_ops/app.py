@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from relais_kit.auth import api_verifier
 from relais_kit.kafka import KafkaSecurity
 from relais_kit.logs import configure_logging, log
+from relais_kit.metrics import HttpMetrics
 from relais_kit.web import BodyLimit, ResponseHeaders, documentation
 from relais_ops.adapters.kafka_offsets import KafkaOffsets
 from relais_ops.entrypoints import api
@@ -65,4 +66,5 @@ def create_app(settings: OpsSettings | None = None) -> FastAPI:
     app.include_router(api.router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(ResponseHeaders, hsts=settings.production)
+    app.add_middleware(HttpMetrics)
     return app

@@ -97,6 +97,17 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "groups": len(monitor.groups)})
 
 
+@router.get("/livez", tags=["ops"], summary="The process answers (an orchestrator's liveness)")
+async def livez() -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+@router.get("/readyz", tags=["ops"], summary="The service has started (an orchestrator's readiness)")
+async def readyz(request: Request) -> JSONResponse:
+    started = getattr(request.app.state, "lag_monitor", None) is not None
+    return JSONResponse({"status": "ok" if started else "starting"}, status_code=200 if started else 503)
+
+
 @router.get("/metrics", tags=["ops"], summary="Prometheus metrics (text format)")
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
