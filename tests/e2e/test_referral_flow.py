@@ -367,11 +367,11 @@ async def test_the_lag_of_every_consumer_group_is_measured_from_outside_and_ends
     async with httpx.AsyncClient(timeout=30) as http:
         async def all_ok() -> tuple[Any, bool]:
             found = samples((await http.get(f"{flow.platform.url('ops')}/metrics")).text)
-            status = {labels["group"]: labels["status"] for labels, value in found.get("relais_consumergroup_status", ())
-                      if value == 1}
+            status = {labels["group"]: labels["status"]
+                      for labels, value in found.get("relais_consumergroup_status", ()) if value == 1}
             lag = {labels["group"]: value for labels, value in found.get("relais_consumergroup_max_lag_seconds", ())}
             measured = {"relais-referral-router", "relais-referral-operators"} <= set(status)
             return (status, lag), measured and all(s == "OK" for s in status.values())
 
-        status, lag = await deadline_poll(all_ok, "every consumer group OK once the flow is done")
+        _, lag = await deadline_poll(all_ok, "every consumer group OK once the flow is done")
     assert all(seconds == 0 for seconds in lag.values()), lag
