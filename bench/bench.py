@@ -6,6 +6,12 @@ same broker in the same run, a raw aiokafka produce→consume→produce baseline
 processes per service and reports them side by side; the API load is spread over every
 referral instance.
 
+`--telemetry off,on` (the default; BENCH_TELEMETRY) runs the first count once per mode
+and reports what metrics and tracing cost: `off` is RELAIS_METRICS=0 and no trace
+exporter; `on` is as production runs, the per-event metrics counted and every span
+exported over OTLP/HTTP (to a sink that only counts them: bench/otlp_sink.py). The other
+counts run with telemetry on.
+
 Prints throughput and p50/p95/p99 latencies and writes them as JSON."""
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from otlp_sink import OtlpSink  # noqa: E402  (beside this script)
+
 from deploy.local.launcher import LocalPlatform  # noqa: E402
 from relais_kit import kafka  # noqa: E402
 
@@ -252,8 +260,8 @@ def report(result: dict[str, Any]) -> str:
     ])
 
 
-def side_by_side(runs: dict[str, dict[str, Any]]) -> str:
-    """The same measures for each count of instances, one column each."""
+def side_by_side(runs: dict[str, dict[str, Any]], header: str = "instances per service:") -> str:
+    """The same measures for each run (count of instances, telemetry), one column each."""
     counts = list(runs)
     rows: list[tuple[str, list[str]]] = [
         ("referrals/s end to end (saturated)", [str(runs[c]["saturated"]["throughput_per_s"]) for c in counts]),
@@ -266,7 +274,7 @@ def side_by_side(runs: dict[str, dict[str, Any]]) -> str:
             for q in ("p50_ms", "p95_ms"):
                 rows.append((f"{mode} {hop} {q[:3]} ms", [str(runs[c][mode][hop][q]) for c in counts]))
     width = max(len(label) for label, _ in rows)
-    lines = ["  instances per service: " + " " * (width - 22) + "".join(f"{c:>12}" for c in counts)]
+    lines = [f"  {header:<{width}}" + "".join(f"{c:>12}" for c in counts)]
     lines += [f"  {label:<{width}}" + "".join(f"{v:>12}" for v in values) for label, values in rows]
     return "\n".join(lines)
 
@@ -281,34 +289,51 @@ def main() -> None:
     parser.add_argument("--paced-referrals", type=int, default=300)
     parser.add_argument("--instances", default=os.environ.get("BENCH_INSTANCES", "1,2"),
                         help="processes per service, one platform run per count, e.g. 1,2 (side by side) or 1")
+    parser.add_argument("--telemetry", default=os.environ.get("BENCH_TELEMETRY", "off,on"),
+                        help="the first count's runs: off (RELAIS_METRICS=0, no traces), on (metrics, "
+                             "traces exported over OTLP), or both to price them")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args()
     counts = [int(c) for c in args.instances.split(",") if c.strip()]
     if not counts or min(counts) < 1:
         parser.error(f"--instances: counts of at least 1, comma-separated (got {args.instances!r})")
+    modes = [m.strip() for m in args.telemetry.split(",") if m.strip()]
+    if not modes or not set(modes) <= {"off", "on"}:
+        parser.error(f"--telemetry: off, on or off,on (got {args.telemetry!r})")
     runs: dict[str, dict[str, Any]] = {}
+    telemetry: dict[str, dict[str, Any]] = {}
     baseline_result: dict[str, Any] = {}
-    for count in counts:
-        with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp, \
-                LocalPlatform(Path(tmp), ports="free", database_url=os.environ.get("DATABASE_URL"),
-                              bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), instances=count) as p:
-            runs[str(count)] = {
-                "saturated": asyncio.run(platform_run(p, args.referrals, args.concurrency, args.timeout)),
-                "paced": asyncio.run(platform_run(p, args.paced_referrals, args.concurrency, args.timeout,
-                                                  rate=args.paced_rate)),
-            }
-            if not baseline_result:  # the broker's own pace, once
-                security = getattr(p, "kafka_security", None)
-                baseline_result = {
-                    "saturated": asyncio.run(baseline(p.bootstrap, args.referrals, security=security)),
-                    "paced": asyncio.run(baseline(p.bootstrap, args.paced_referrals, rate=args.paced_rate,
-                                                  security=security)),
+    sink = OtlpSink()
+    with sink:
+        for count, mode in [(counts[0], m) for m in modes] + [(c, "on") for c in counts[1:]]:
+            env = ({"RELAIS_METRICS": "1", "OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint} if mode == "on"
+                   else {"RELAIS_METRICS": "0", "OTEL_TRACES_EXPORTER": "none"})
+            with tempfile.TemporaryDirectory(prefix="relais-bench-") as tmp, \
+                    LocalPlatform(Path(tmp), ports="free", database_url=os.environ.get("DATABASE_URL"),
+                                  bootstrap=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), instances=count,
+                                  extra_env=env) as p:
+                run = {
+                    "saturated": asyncio.run(platform_run(p, args.referrals, args.concurrency, args.timeout)),
+                    "paced": asyncio.run(platform_run(p, args.paced_referrals, args.concurrency, args.timeout,
+                                                      rate=args.paced_rate)),
                 }
+                if count == counts[0]:
+                    telemetry[mode] = run
+                if mode == modes[-1] or count != counts[0]:
+                    runs[str(count)] = run
+                if not baseline_result:  # the broker's own pace, once
+                    security = getattr(p, "kafka_security", None)
+                    baseline_result = {
+                        "saturated": asyncio.run(baseline(p.bootstrap, args.referrals, security=security)),
+                        "paced": asyncio.run(baseline(p.bootstrap, args.paced_referrals, rate=args.paced_rate,
+                                                      security=security)),
+                    }
     platform_result = runs[str(counts[0])]
     result: dict[str, Any] = {"when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "system": platform.platform()},
-              "platform": platform_result, "instances": runs, "baseline": baseline_result}
+              "platform": platform_result, "instances": runs, "baseline": baseline_result,
+              "telemetry": telemetry, "spans_exported": {"exports": sink.exports, "bytes": sink.bytes}}
     result["overhead_ratio"] = round(baseline_result["saturated"]["throughput_per_s"]
                                      / max(platform_result["saturated"]["throughput_per_s"], 0.001), 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -318,6 +343,12 @@ def main() -> None:
         print(f"  side by side ({', '.join(runs)} instances of each service; "
               f"{result['machine']['cpus']} CPUs shared by all of them):")
         print(side_by_side(runs))
+    if len(telemetry) > 1:
+        off, on = telemetry["off"]["saturated"]["throughput_per_s"], telemetry["on"]["saturated"]["throughput_per_s"]
+        print(f"  telemetry (metrics and traces) off vs on, {counts[0]} instance(s) of each service; "
+              f"{sink.exports} OTLP exports ({sink.bytes // 1024} KiB) received; "
+              f"saturated throughput {100 * (on - off) / max(off, 0.001):+.1f} %:")
+        print(side_by_side(telemetry, header="telemetry:"))
     print(f"  throughput ratio baseline/platform: {result['overhead_ratio']} "
           f"(the platform does ~12 produces, ~14 consumes and ~7 transactions per referral)")
     print(f"written to {args.out}")

@@ -9,6 +9,7 @@ loops, routes (the template, never the path), error codes.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -26,47 +27,69 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 KAFKA = "kafka"
 # The OpenTelemetry HTTP and messaging duration buckets (seconds).
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+# RELAIS_METRICS=0: the metrics counted per request and per record do nothing (what
+# `make bench` runs against, to price them); those set on a timer stay.
+PER_EVENT = os.environ.get("RELAIS_METRICS", "1") != "0"
 
-http_server_request_duration = Histogram(
+
+class _Off:
+    """Stands for a per-event metric when RELAIS_METRICS=0: every call does nothing."""
+
+    def labels(self, *_: object) -> _Off:
+        return self
+
+    def inc(self, *_: object) -> None:
+        pass
+
+    observe = set = inc
+
+
+def _per_event(make: Callable[[], Any]) -> Any:
+    return make() if PER_EVENT else _Off()
+
+
+http_server_request_duration = _per_event(lambda: Histogram(
     "http_server_request_duration_seconds", "Duration of HTTP server requests.",
-    ["http_request_method", "http_route", "http_response_status_code"], buckets=DURATION_BUCKETS)
+    ["http_request_method", "http_route", "http_response_status_code"], buckets=DURATION_BUCKETS))
 
-sent_messages = Counter(
+sent_messages = _per_event(lambda: Counter(
     "messaging_client_sent_messages_total",
     "Records handed to the broker and acknowledged by it (error_type set when refused).",
-    ["messaging_system", "messaging_destination_name", "error_type"])
-consumed_messages = Counter(
+    ["messaging_system", "messaging_destination_name", "error_type"]))
+consumed_messages = _per_event(lambda: Counter(
     "messaging_client_consumed_messages_total", "Records received by a consumer (duplicates included).",
-    ["messaging_system", "messaging_destination_name", "messaging_consumer_group_name"])
-process_duration = Histogram(
+    ["messaging_system", "messaging_destination_name", "messaging_consumer_group_name"]))
+process_duration = _per_event(lambda: Histogram(
     "messaging_process_duration_seconds",
     "Time to handle one record, its transaction included (error_type set when it failed).",
     ["messaging_system", "messaging_destination_name", "messaging_consumer_group_name", "error_type"],
-    buckets=DURATION_BUCKETS)
+    buckets=DURATION_BUCKETS))
 
 outbox_pending = Gauge("relais_outbox_pending_rows",
                        "Outbox rows committed and not yet published (parked rows excluded).", ["schema"])
 outbox_oldest_age = Gauge("relais_outbox_oldest_pending_age_seconds",
                           "Age of the oldest outbox row waiting to be published (0 when none).", ["schema"])
-outbox_published = Counter("relais_outbox_published_total", "Outbox rows published.", ["schema"])
+outbox_published = _per_event(lambda: Counter("relais_outbox_published_total", "Outbox rows published.",
+                                              ["schema"]))
 outbox_parked = Gauge("relais_outbox_parked_rows",
                       "Outbox rows set aside because they can never be published, waiting for ops "
                       "(python -m relais_kit.parked: retry or discard).", ["schema"])
 
-dead_letters = Counter("relais_dead_letters_total", "Records sent to their topic's dead-letter twin.",
-                       ["source_topic", "consumer", "error"])
-consumer_retries = Counter(
+dead_letters = _per_event(lambda: Counter("relais_dead_letters_total",
+                                          "Records sent to their topic's dead-letter twin.",
+                                          ["source_topic", "consumer", "error"]))
+consumer_retries = _per_event(lambda: Counter(
     "relais_consumer_retries_total",
     "Records tried again: kind=transient (database or broker away), handler_failed (a bug or a poison record).",
-    ["consumer", "kind"])
-consumer_last_processed = Gauge("relais_consumer_last_processed_timestamp_seconds",
-                                "When the consumer last finished a record (Unix time).", ["consumer"])
+    ["consumer", "kind"]))
+consumer_last_processed = _per_event(lambda: Gauge("relais_consumer_last_processed_timestamp_seconds",
+                                                   "When the consumer last finished a record (Unix time).",
+                                                   ["consumer"]))
 
 loop_healthy = Gauge("relais_loop_healthy",
                      "1 when the background loop runs and makes progress; 0 when it is stalled, "
                      "failing or stopped (then /healthz is 503 and says why).", ["loop"])
-loop_restarts = Counter("relais_loop_restarts_total", "Background loops started again after a failure.",
-                        ["loop"])
+loop_restarts = Counter("relais_loop_restarts_total", "Background loops started again after a failure.", ["loop"])
 
 
 def route_of(scope: Scope) -> str:
