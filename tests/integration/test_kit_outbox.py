@@ -53,6 +53,10 @@ async def test_relay_publishes_in_order_once_committed_and_after_a_restart(datab
             assert headers(r)["ce_source"] == "/relais/tests"
         assert all(t == sorted(t) for t in times.values()), "per-key order kept"
         assert len(records) == 40, "the rolled-back event was never published"
+        # Each row keeps where the broker put its record (a referral's journey: relais_kit.ops_api).
+        stored = await pool.fetch("SELECT event_id, topic, published_partition, published_offset FROM outbox")
+        assert {r["event_id"]: (r["topic"], r["published_partition"], r["published_offset"]) for r in stored} == {
+            headers(r)["ce_id"]: (r.topic, r.partition, r.offset) for r in records}
     finally:
         await producer.stop()
         await pool.close()

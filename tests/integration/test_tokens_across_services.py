@@ -176,3 +176,17 @@ async def test_a_rotation_keeps_both_keys_then_the_retired_one_opens_nothing(pla
     assert await platform.statuses(new) == OPENED
     detail = (await platform.clients["sites"].get("/api/v1/sites", headers={"Authorization": f"Bearer {old}"}))
     assert detail.json()["detail"] == "invalid token: signed by a key the issuer does not publish"
+
+
+async def test_an_ops_token_opens_the_ops_api_of_every_service_but_the_desks(platform: Platform) -> None:
+    ops, adviser = await platform.token(), await platform.token("demo-adviser")
+    for service in (*SERVICES, "desk"):
+        answers = []
+        for token in (ops, adviser):
+            response = await platform.clients[service].get("/api/v1/ops/parked",
+                                                           headers={"Authorization": f"Bearer {token}"})
+            answers.append(response.status_code)
+            if response.status_code == 200:
+                assert response.json() == {"schema": service, "rows": []}
+        # The desks take no referral token (their own issuer): no ops API there.
+        assert answers == ([404, 404] if service == "desk" else [200, 403]), service

@@ -33,7 +33,7 @@ class FakeConn:
             self.seen.update(snapshot)
             raise
 
-    async def fetchval(self, _sql: str, _name: str, event_id: str, _topic: str) -> bool | None:
+    async def fetchval(self, _sql: str, _name: str, event_id: str, *_where_from: object) -> bool | None:
         if event_id in self.seen:
             return None
         self.seen.add(event_id)

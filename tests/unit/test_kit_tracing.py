@@ -191,7 +191,7 @@ class FakeConn:
     async def transaction(self) -> Any:
         yield
 
-    async def fetchval(self, _sql: str, _name: str, event_id: str, _topic: str) -> bool | None:
+    async def fetchval(self, _sql: str, _name: str, event_id: str, *_where_from: object) -> bool | None:
         if event_id in self.seen:
             return None
         self.seen.add(event_id)

@@ -194,10 +194,11 @@ class EventConsumer:
 
     async def _apply(self, delivery: Delivery, handler: Handler) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            first_time = await conn.fetchval(
-                "INSERT INTO processed_events (consumer, event_id, topic) VALUES ($1, $2, $3)"
-                " ON CONFLICT DO NOTHING RETURNING true",
-                self.name, delivery.event.id, delivery.topic)
+            first_time = await conn.fetchval(  # where it came from: a referral's journey (relais_kit.ops_api)
+                "INSERT INTO processed_events (consumer, event_id, topic, subject, event_type, record_partition,"
+                " record_offset) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING RETURNING true",
+                self.name, delivery.event.id, delivery.topic, delivery.event.subject, delivery.event.type,
+                delivery.partition, delivery.offset)
             if not first_time:
                 log.info("duplicate_ignored", consumer=self.name)
                 return

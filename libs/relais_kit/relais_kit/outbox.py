@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -53,6 +53,11 @@ PENDING = """
                       WHERE p.record_key = o.record_key AND p.id < o.id AND p.parked_at IS NOT NULL
                         AND p.published_at IS NULL AND p.discarded_at IS NULL)
     ORDER BY o.id LIMIT $1"""
+# Published, and where to: the position each record got (relais_kit.ops_api shows a
+# referral's journey from it), for the whole batch in one statement.
+MARK_PUBLISHED = """
+    UPDATE outbox o SET published_at = now(), published_partition = a.part, published_offset = a.pos
+    FROM unnest($1::bigint[], $2::int[], $3::bigint[]) AS a(id, part, pos) WHERE o.id = a.id"""
 BACKLOG = """
     SELECT count(*) FILTER (WHERE parked_at IS NULL) AS pending,
            coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE parked_at IS NULL)), 0) AS oldest_s,
@@ -77,6 +82,14 @@ def event_of(row: asyncpg.Record, source: str, vault: Vault) -> CloudEvent:
         time=row["occurred_at"], dataschema=row["dataschema"], key=row["record_key"],
         data=json.loads(vault.open(row["data"], SEALED_DATA.context(row["event_id"]))),
     )
+
+
+class Acknowledged(NamedTuple):
+    """A row the broker acknowledged, and where it put the record."""
+
+    outbox_id: int
+    partition: int | None
+    offset: int | None
 
 
 class OutboxRelay:
@@ -175,15 +188,16 @@ class OutboxRelay:
         published, unpublishable = await self._send_all(rows, lease)
         if unpublishable:
             await self._park(conn, rows, unpublishable)
-        await conn.execute("UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", published)
+        await conn.execute(MARK_PUBLISHED, [p.outbox_id for p in published], [p.partition for p in published],
+                           [p.offset for p in published])
         self.published += len(published)
         metrics.outbox_published.labels(self._schema).inc(len(published))
         return len(rows)
 
     async def _send_all(self, rows: Sequence[asyncpg.Record],
-                        lease: Lease | None = None) -> tuple[list[int], dict[int, str]]:
-        """Sends the batch; returns the ids the broker acknowledged and the reason of
-        each row that can never be published. Once a row of a key is found
+                        lease: Lease | None = None) -> tuple[list[Acknowledged], dict[int, str]]:
+        """Sends the batch; returns the rows the broker acknowledged (with where it put
+        them) and the reason of each row that can never be published. Once a row of a key is found
         unpublishable, the rows of that key behind it are not sent. Any other failure
         raises: the batch is sent again (consumers drop the duplicates by ce_id)."""
         sending: list[tuple[asyncpg.Record, asyncio.Future[Any]]] = []
@@ -205,10 +219,12 @@ class OutboxRelay:
         # giving up re-sends the batch (consumers drop the duplicates by ce_id).
         outcomes = await asyncio.wait_for(
             asyncio.gather(*(future for _, future in sending), return_exceptions=True), SEND_TIMEOUT_S)
-        published, failure = [], None
+        published: list[Acknowledged] = []
+        failure: BaseException | None = None
         for (row, _), outcome in zip(sending, outcomes, strict=True):
-            if not isinstance(outcome, BaseException):
-                published.append(row["id"])
+            if not isinstance(outcome, BaseException):  # a RecordMetadata
+                published.append(Acknowledged(row["id"], getattr(outcome, "partition", None),
+                                              getattr(outcome, "offset", None)))
                 metrics.sent_messages.labels(metrics.KAFKA, row["topic"], "").inc()
             elif isinstance(outcome, UNPUBLISHABLE):
                 unpublishable[row["id"]] = _reason(outcome)

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from relais_kit.db import DATABASE_AWAY
 from relais_kit.metrics import HttpMetrics, metrics_endpoint
+from relais_kit.ops_api import ops_router
 from relais_kit.runtime import Runtime, health_router
 from relais_kit.settings import PlatformSettings
 from relais_kit.tracing import TraceRequests
@@ -226,6 +227,7 @@ def prepare_app(app: FastAPI, settings: PlatformSettings,
         app.add_exception_handler(away, _database_away)
     _document_field_errors(app)
     app.include_router(health_router(runtime))
+    app.include_router(ops_router(runtime))  # parked outbox rows, a subject's journey (role ops)
     # Prometheus' format, for the scraper inside the cluster (the ingress does not route it).
     app.add_route("/metrics", metrics_endpoint, include_in_schema=False)
 
