@@ -55,8 +55,9 @@ SERVICES: dict[str, tuple[str, str, int]] = {
     # The ops service: the lag of every consumer group, from outside (Kafka principal relais-ops).
     "ops": ("relais_ops", "RELAIS_OPS_PORT", 8004),
 }
-# Services that keep nothing in PostgreSQL: no role, no schema, no DATABASE_URL.
-WITHOUT_DATABASE = frozenset({"ops"})
+# Services that keep nothing in PostgreSQL: no role, no schema, no DATABASE_URL (none
+# today: the ops service keeps its console's sessions and audit in schema `ops`).
+WITHOUT_DATABASE: frozenset[str] = frozenset()
 DEFAULT_BROKER_PORT = 9092
 DEFAULT_SMTP_PORT = 8025
 STOP_TIMEOUT_S = 10.0
@@ -553,6 +554,14 @@ class LocalPlatform:
             env.pop("RELAIS_SIMULATED_OPERATORS", None)
         else:
             env["RELAIS_SIMULATED_OPERATORS"] = self.simulated_operators
+        # The ops console: where it signs people in and calls the services' ops APIs, and
+        # the Prometheus it asks.
+        for service, variable in (("referral", "RELAIS_REFERRAL_URL"), ("sites", "RELAIS_SITES_URL"),
+                                  ("notifications", "RELAIS_NOTIFICATIONS_URL")):
+            if service in self.service_ports:
+                env[variable] = self.url(service)
+        if self.prometheus_port is not None:
+            env["RELAIS_PROMETHEUS_URL"] = f"http://{self.bind_host}:{self.prometheus_port}"
         env.update(self.extra_env)
         return env
 

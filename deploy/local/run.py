@@ -128,7 +128,7 @@ def banner(p: LocalPlatform) -> str:
     rows = [("referral", p.referral_url, "the adviser API: sign in, visits, referrals"),
             ("sites", p.sites_url, "the France Services sites registry"),
             ("notifications", p.notifications_url, "what was sent to citizens and advisers"),
-            ("ops", p.url("ops"), "consumer lag of every group, Burrow-style: /api/lag (ops role), /metrics")]
+            ("ops", p.url("ops"), "the ops console: /console (demo-ops / demo); lag: /api/lag, /metrics")]
     if p.desk_operator:
         rows.append(("desk", p.url("desk"), f"the operator desk, playing {p.desk_operator}: "
                                             f"demo-expert / demo"))

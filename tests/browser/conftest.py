@@ -166,15 +166,17 @@ def platform(kafka_bootstrap: str, browser_database_url: str, request: pytest.Fi
     """Every service, the operator simulator (every operator but the desk's) and the
     operator desk playing `justice`, on free ports, with the demo data and accounts;
     returns once the referral service knows the demo sites. A test module may set
-    `SIMULATOR_ARGS` (e.g. answer delays) and `PLATFORM_ENV` (more environment, where
-    `{referral_url}` stands for the referral service's address)."""
+    `SIMULATOR_ARGS` (e.g. answer delays), `PLATFORM_ENV` (more environment, where
+    `{referral_url}` stands for the referral service's address) and `PROMETHEUS = True`
+    (a Prometheus scraping every process, as `make run` starts)."""
     data = Path(tmp_path_factory.mktemp("browser-platform"))
     started = time.monotonic()
     with BrowserPlatform(data, bootstrap=kafka_bootstrap, database_url=browser_database_url, ports="free",
                        simulated_operators=simulated_operators({"RELAIS_DESK_OPERATOR": DESK_OPERATOR}),
                        demo_data=True, desk_operator=DESK_OPERATOR,
                        simulator_args=list(getattr(request.module, "SIMULATOR_ARGS", [])),
-                       extra_env=dict(getattr(request.module, "PLATFORM_ENV", {}))) as p:
+                       extra_env=dict(getattr(request.module, "PLATFORM_ENV", {})),
+                       prometheus=bool(getattr(request.module, "PROMETHEUS", False))) as p:
         wait_for_demo_sites(browser_database_url)
         print(f"platform ready in {time.monotonic() - started:.1f}s (logs in {p.log_dir})")
         yield p

@@ -44,7 +44,7 @@ SERVICES = {  # Deployment: (module, Kafka user, database role, schema)
     "relais-sites": ("relais_sites", "relais-sites", "relais_sites", "sites"),
     "relais-notifications": ("relais_notifications", "relais-notifications", "relais_notifications", "notifications"),
     "relais-desk-justice": ("relais_desk", "relais-desk-justice", "relais_desk_justice", "desk_justice"),
-    "relais-ops": ("relais_ops", "relais-ops", None, None),   # no database: Kafka only
+    "relais-ops": ("relais_ops", "relais-ops", "relais_ops", "ops"),   # the console's sessions and audit
 }
 
 
@@ -167,9 +167,10 @@ def test_every_kind_is_checked_somewhere(rendered: list[dict[str, Any]]) -> None
 def settings_aliases() -> set[str]:
     from relais_desk.settings import DeskSettings
     from relais_notifications.settings import NotificationsSettings
+    from relais_ops.settings import OpsSettings
     from relais_referral.settings import ReferralSettings
     from relais_sites.settings import SitesSettings
-    return {f.alias for cls in (ReferralSettings, SitesSettings, NotificationsSettings, DeskSettings)
+    return {f.alias for cls in (ReferralSettings, SitesSettings, NotificationsSettings, DeskSettings, OpsSettings)
             for f in cls.model_fields.values() if f.alias}
 
 
@@ -316,9 +317,10 @@ def test_default_deny_then_only_what_is_needed(rendered: list[dict[str, Any]]) -
         assert egress_allowed(policies, labels, broker, 9093), name
         assert egress_allowed(policies, labels, postgres, 5432) == (SERVICES[name][2] is not None), name
         assert not egress_allowed(policies, labels, broker, 9091), f"{name} reaches the replication port"
-        for other, other_labels in pods.items():   # no service calls another
+        for other, other_labels in pods.items():   # no service calls another, but the ops console
             if other != name:
-                assert not egress_allowed(policies, labels, other_labels, 8000), (name, other)
+                console = name == "relais-ops" and other in ("relais-referral", "relais-sites", "relais-notifications")
+                assert egress_allowed(policies, labels, other_labels, 8000) == console, (name, other)
     job = of_kind(rendered, "Job")["relais-db-schemas"]["spec"]["template"]["metadata"]["labels"]
     assert egress_allowed(policies, job, postgres, 5432) and not egress_allowed(policies, job, broker, 9093)
 

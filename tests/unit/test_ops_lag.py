@@ -379,8 +379,13 @@ def test_settings_defaults_and_production(monkeypatch: pytest.MonkeyPatch) -> No
     assert not settings.ignore_groups.search("relais-referral-outboxes")
     with pytest.raises(ValueError, match="RELAIS_TOKEN_JWKS_URL must be set"):
         OpsSettings(RELAIS_ENV="production")  # type: ignore[call-arg]
-    # No personal data here: no data keys required.
-    OpsSettings(RELAIS_ENV="production", RELAIS_TOKEN_JWKS_URL="https://relais.example/.well-known/jwks.json")  # type: ignore[call-arg]
+    jwks = "https://relais.example/.well-known/jwks.json"
+    # The console's session cookie is signed with the service's own keys...
+    with pytest.raises(ValueError, match="RELAIS_TOKEN_KEYS_FILE must be set"):
+        OpsSettings(RELAIS_ENV="production", RELAIS_TOKEN_JWKS_URL=jwks)  # type: ignore[call-arg]
+    # ... but no personal data here: no data keys required.
+    OpsSettings(RELAIS_ENV="production", RELAIS_TOKEN_JWKS_URL=jwks,  # type: ignore[call-arg]
+                RELAIS_TOKEN_KEYS_FILE="/etc/relais/token-keys/keys.json")
     with pytest.raises(ValueError, match="RELAIS_LAG_IGNORE_GROUPS"):
         OpsSettings(RELAIS_LAG_IGNORE_GROUPS="(")  # type: ignore[call-arg]
     with pytest.raises(ValueError):

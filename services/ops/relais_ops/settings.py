@@ -24,12 +24,27 @@ class OpsSettings(PlatformSettings):
     lag_window: int = Field(default=10, ge=2, alias="RELAIS_LAG_WINDOW")
     # Groups left out of the lag (a regular expression searched in the name).
     lag_ignore_groups: str = Field(default=MARKER_GROUPS, alias="RELAIS_LAG_IGNORE_GROUPS")
+    # The console: where it signs people in (the referral service's token API), the
+    # services whose ops API it calls on their behalf, and the Prometheus it asks.
+    referral_url: str = Field(default="http://127.0.0.1:8000", alias="RELAIS_REFERRAL_URL")
+    sites_url: str = Field(default="http://127.0.0.1:8001", alias="RELAIS_SITES_URL")
+    notifications_url: str = Field(default="http://127.0.0.1:8002", alias="RELAIS_NOTIFICATIONS_URL")
+    prometheus_url: str = Field(default="http://127.0.0.1:9090", alias="RELAIS_PROMETHEUS_URL")
+    # A trace viewer's address for one trace, `{trace_id}` replaced (e.g.
+    # https://jaeger.example/trace/{trace_id}); empty: the journey shows trace ids as text.
+    trace_url: str = Field(default="", alias="RELAIS_TRACE_URL")
+    # How long the console waits for another service or for Prometheus.
+    console_timeout_s: float = Field(default=5.0, gt=0, alias="RELAIS_CONSOLE_TIMEOUT_S")
 
     def model_post_init(self, _: object) -> None:
-        # No database and no personal data here: no data keys to require.
+        # No personal data here: no data keys to require. The console's session cookie is
+        # signed with RELAIS_TOKEN_KEYS_FILE (in dev and test, .data/keys/tokens-ops.json).
         if self.env not in ENVIRONMENTS:
             raise ValueError(f"RELAIS_ENV must be one of {', '.join(ENVIRONMENTS)} (got {self.env!r})")
         self._check_token_settings()
+        if self.production and self.token_keys_file is None:
+            raise ValueError("RELAIS_TOKEN_KEYS_FILE must be set when RELAIS_ENV=production "
+                             "(the keys the console signs its session cookie with)")
         try:
             re.compile(self.lag_ignore_groups)
         except re.error as exc:
