@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import ConsumerRecord
+from prometheus_client import REGISTRY
 
 from relais_kit import consumer as consumer_module
 from relais_kit.consumer import EventConsumer, Refused
@@ -106,11 +107,21 @@ def test_a_handler_that_keeps_failing_is_dead_lettered_not_retried_forever(monke
         attempts.append(1)
         raise KeyError("bug")
 
+    def counted(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    dead_before = counted("relais_dead_letters_total", source_topic="sites", consumer="c", error="handler_failed")
+    retries_before = counted("relais_consumer_retries_total", consumer="c", kind="handler_failed")
     consumer, _, producer = make(handler)
     asyncio.run(consumer._handle_until_done(record(retired())))
     assert len(attempts) == consumer_module.MAX_HANDLER_FAILURES
     assert producer.sent[0][1]["dlq_error"] == b"handler_failed"
     assert b"KeyError" in producer.sent[0][1]["dlq_reason"]
+    # Counted for ops: each failed try, and the dead letter by source topic, consumer and error.
+    assert counted("relais_consumer_retries_total", consumer="c", kind="handler_failed") == (
+        retries_before + consumer_module.MAX_HANDLER_FAILURES)
+    assert counted("relais_dead_letters_total", source_topic="sites", consumer="c",
+                   error="handler_failed") == dead_before + 1
 
 
 def test_a_transient_failure_is_retried_until_it_passes(monkeypatch) -> None:
