@@ -85,6 +85,8 @@ def test_an_adviser_refers_and_sees_the_answer_arrive_live(platform: LocalPlatfo
 
     # Refer: operator, then procedure and summary, then the deadline before sending.
     page.get_by_role("link", name="Orienter vers un opérateur").click()
+    expect(page).to_have_url(re.compile(r"/visites/[0-9a-f-]+/orienter$"))
+    page.wait_for_load_state()  # refer.js listens from DOMContentLoaded: a change before it is lost
     page.locator("#operator").select_option("caf")  # refer.js sends the step at once (else "Choisir la démarche")
     expect(page.locator("#procedure")).to_be_visible()
     page.locator("#procedure").select_option("caf.prime-activite")
