@@ -29,12 +29,11 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import IO, Any, Literal, TypeVar
 
-import httpx
-
 from deploy.local import pgroles
 from deploy.local import prometheus as local_prometheus
 from deploy.local.kafka_auth import LocalKafkaAuth
 from deploy.local.mailbox import Mailbox
+from deploy.local.waiting import until_ok
 from relais_kit.embedded import free_port, start_broker, start_postgres, wait_for_port
 from relais_kit.kafka import KafkaSecurity
 from relais_kit.topics import create_topics, load_topics
@@ -94,22 +93,8 @@ def wait_healthy(url: str, timeout: float = 60.0, *, process: subprocess.Popen[b
     200. Raises TimeoutError after `timeout` seconds, PlatformError at once if
     `process` is given and exits meanwhile."""
     target = url if url.rstrip("/").endswith("/healthz") else f"{url.rstrip('/')}/healthz"
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    with httpx.Client(timeout=2.0) as client:
-        while True:
-            if process is not None and process.poll() is not None:
-                raise PlatformError(f"{name or target} exited with code {process.returncode} before being healthy")
-            try:
-                response = client.get(target)
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                last = type(exc).__name__
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{target} not healthy after {timeout:.0f}s (last: {last})")
-            time.sleep(0.1)
+    until_ok(target, timeout, process=process, what="healthy", exited=lambda code: PlatformError(
+        f"{name or target} exited with code {code} before being healthy"))
 
 
 def log_tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
+
+from deploy.local.waiting import until_ok
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES_FILE = ROOT / "deploy" / "prometheus" / "rules.yml"
@@ -89,19 +89,5 @@ def wait_ready(url: str, timeout: float, process: subprocess.Popen[bytes] | None
     """Polls `<url>/-/ready` until it answers 200 (the storage is open, the rules are
     loaded). Raises TimeoutError after `timeout` seconds, RuntimeError at once if
     `process` exits meanwhile."""
-    deadline = time.monotonic() + timeout
-    last = "no answer"
-    with httpx.Client(timeout=2.0) as client:
-        while True:
-            if process is not None and process.poll() is not None:
-                raise RuntimeError(f"prometheus exited with code {process.returncode}")
-            try:
-                response = client.get(f"{url}/-/ready")
-                if response.status_code == 200:
-                    return
-                last = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                last = type(exc).__name__
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{url}/-/ready not 200 after {timeout:.0f}s (last: {last})")
-            time.sleep(0.1)
+    until_ok(f"{url}/-/ready", timeout, process=process, what="200",
+             exited=lambda code: RuntimeError(f"prometheus exited with code {code}"))
