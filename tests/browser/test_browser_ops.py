@@ -95,7 +95,12 @@ def test_ops_watch_follow_and_replay_in_the_console_and_an_adviser_is_refused(pl
     page.get_by_role("button", name=re.compile(r"^Rejouer 1 lettre morte$")).click()
     expect(page.get_by_role("heading", level=1)).to_have_text("Lettres mortes rejouées")
 
-    page.get_by_role("button", name="Se déconnecter").click()
+    # On a phone (375 px): nothing wider than the screen, the menu and signing out reachable.
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.goto(f"{console}/console")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    expect(page.get_by_role("link", name="Lettres mortes", exact=True)).to_be_visible()
+    page.get_by_role("button", name=re.compile("^Se déconnecter")).click()
     expect(page).to_have_url(re.compile(r"/console/connexion$"))
 
 
