@@ -26,9 +26,11 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from relais_kit import sessions
 from relais_kit.db import DATABASE_AWAY
@@ -42,6 +44,7 @@ ASGIApp = Callable[[MutableMapping[str, Any], ASGIReceive, ASGISend], Awaitable[
 PARIS = ZoneInfo("Europe/Paris")
 CSRF_FIELD = "csrf_token"
 KIT_ROOT = Path(__file__).resolve().parents[1]  # libs/relais_kit: the npm project of the DSFR
+KIT_STATIC = Path(__file__).resolve().parent / "static"
 DSFR_DIR = Path(os.environ.get("RELAIS_DSFR_DIR") or KIT_ROOT / "node_modules" / "@gouvfr" / "dsfr" / "dist")
 CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self';"
        " font-src 'self'; form-action 'self'{forms}; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
@@ -379,7 +382,8 @@ class Pages:
         return response
 
     def install_handlers(self, app: FastAPI) -> None:
-        """PageProblem and RedirectTo raised anywhere become the page / the redirect."""
+        """PageProblem and RedirectTo raised anywhere become the page / the redirect; an
+        unknown address asked for by a browser, the UI's "Page introuvable" (see `wants_page`)."""
         async def on_problem(request: Request, exc: Exception) -> Response:
             assert isinstance(exc, PageProblem)
             return self.problem(request, exc.status_code, exc.title, exc.message, exc.headers)
@@ -388,10 +392,29 @@ class Pages:
             assert isinstance(exc, RedirectTo)
             return self.redirect(request, exc.url)
 
+        async def on_http_error(request: Request, exc: Exception) -> Response:
+            assert isinstance(exc, StarletteHTTPException)
+            if exc.status_code in (404, 405) and wants_page(request):  # 405: e.g. a GET of a form's address
+                return self.problem(request, exc.status_code, *PAGE_NOT_FOUND, exc.headers)
+            return await http_exception_handler(request, exc)
+
         app.add_exception_handler(PageProblem, on_problem)
         app.add_exception_handler(RedirectTo, on_redirect)
+        app.add_exception_handler(StarletteHTTPException, on_http_error)
 
         app.add_middleware(_SessionCheck, pages=self)
+
+
+PAGE_NOT_FOUND = ("Page introuvable", "Cette adresse ne correspond à aucune page. Vérifiez-la, ou repartez "
+                  "de l'accueil.")
+
+
+def wants_page(request: Request) -> bool:
+    """A browser asking for a page (Accept: text/html), not an API client: unknown
+    addresses answer it the UI's page, and the API (/api/…) keeps answering JSON."""
+    if request.url.path.startswith(("/api/", "/static/")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
 
 
 class _SessionCheck:
@@ -464,10 +487,12 @@ class _PageHeaders:
 
 
 def mount_dsfr(app: FastAPI, dsfr_dir: Path = DSFR_DIR) -> bool:
-    """/static/dsfr from the kit's npm project (`cd libs/relais_kit && npm ci --ignore-scripts`);
-    False (pages unstyled) when it is not installed."""
+    """/static/dsfr from the kit's npm project (`cd libs/relais_kit && npm ci --ignore-scripts`),
+    and /static/kit, what the kit adds to it (the header's menu without JavaScript:
+    sans-script.css); False (pages unstyled) when the DSFR is not installed."""
     if any(getattr(r, "path", None) == "/static/dsfr" for r in app.routes):
         return True
+    app.mount("/static/kit", StaticFiles(directory=KIT_STATIC), name="kit-static")
     if not dsfr_dir.is_dir():
         log.warning("dsfr_missing", path=str(dsfr_dir),
                     hint="cd libs/relais_kit && npm ci --ignore-scripts: pages are served unstyled meanwhile")
