@@ -347,7 +347,7 @@ def asyncapi() -> dict[str, Any]:
 
 def test_asyncapi_is_version_3(asyncapi: dict[str, Any]) -> None:
     assert asyncapi["asyncapi"] == "3.0.0"
-    assert asyncapi["info"]["version"] == "1.0.0"
+    assert asyncapi["info"]["version"] == "1.1.0"  # optional fields added since the 1.0.0 release
     assert asyncapi["defaultContentType"] == "application/json"
 
 
