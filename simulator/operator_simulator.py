@@ -3,12 +3,22 @@
 It reads `operator.<code>.inbox`, decrypts the personal data of each event with the
 operator's private key (the demo keys of `deploy/demo/operator-keys` by default),
 answers every `referral.routed` with `operator.acknowledged` then `operator.answered`
-on `operator.<code>.outbox`, and only logs the other inbox events. It is the proof that an outsider can plug in with the
+on `operator.<code>.outbox` — or, by the demo rule below, asks for information or
+rejects it — and answers a `referral.info_provided`. It is the proof that an outsider can plug in with the
 contract alone: it imports nothing from this repository's code, only third-party
 libraries and the files in `schemas/` (plus its own `answers.yaml`).
 
     python simulator/operator_simulator.py [--operators caf,ants] [--outcome mixed]
     python -m simulator.operator_simulator
+
+The demo rule (`course`), so that a demo shows the whole lifecycle: by a word of the
+adviser's summary (whole words, case and accents ignored) the simulated operator
+- rejects the referral (`operator.rejected`, reason `out_of_scope`, with an explanation)
+  when the summary says « refus » or « hors champ »;
+- otherwise asks for information (`operator.info_requested`: a question and the
+  procedure's documents, from `answers.yaml`) when it says « pièce(s) » or
+  « justificatif(s) », then answers (`--outcome`) once the adviser has provided it;
+- otherwise answers (`--outcome`). It always acknowledges first.
 
 Environment: `RELAIS_SIMULATED_OPERATORS` (comma-separated codes; unset = every
 operator, empty = none: it then idles until stopped), `KAFKA_BOOTSTRAP_SERVERS`
@@ -46,6 +56,7 @@ import logging
 import os
 import signal
 import sys
+import unicodedata
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
@@ -82,6 +93,15 @@ INBOX_EVENTS = ("referral.routed", "referral.info_provided", "referral.cancelled
 SEALED_EVENTS = ("referral.routed", "referral.info_provided")
 OUTCOMES = ("resolved", "appointment_offered", "documents_needed", "refused", "other")
 MIXED_CYCLE = ("resolved", "appointment_offered", "documents_needed")
+REPLIES = ("operator.acknowledged", "operator.info_requested", "operator.rejected", "operator.answered")
+# The demo rule (see the module doc): words of the summary, without accents, lowercase.
+REJECT_WORDS = ("refus", "hors champ")
+ASK_WORDS = ("piece", "pieces", "justificatif", "justificatifs")
+DEMO_RULE = ("Demo rule, by a word of the adviser's summary (whole words, case and accents ignored): "
+             "« refus » or « hors champ » -> the referral is rejected (reason out_of_scope); "
+             "« pièce(s) » or « justificatif(s) » -> a question asking for the procedure's documents, "
+             "then the answer (--outcome) once the adviser has provided the information; "
+             "anything else -> the answer (--outcome).")
 REQUIRED_HEADERS = ("ce_specversion", "ce_id", "ce_source", "ce_type", "content-type")
 PARIS = ZoneInfo("Europe/Paris")
 # Namespace of the simulator's deterministic event ids.
@@ -141,7 +161,7 @@ class Contract:
             path.name.removesuffix(".v1.json"): TolerantValidator(
                 json.loads(path.read_text(encoding="utf-8")), format_checker=FORMAT_CHECKER)
             for path in sorted((schemas_dir / "personal").glob("*.v1.json"))}
-        missing = [n for n in (*INBOX_EVENTS, "operator.acknowledged", "operator.answered")
+        missing = [n for n in (*INBOX_EVENTS, *REPLIES)
                    if event_type(n) not in self.schemas]
         if missing:
             raise FileNotFoundError(f"no schema in {events} for: {', '.join(missing)}")
@@ -243,6 +263,23 @@ def choose_outcome(setting: str, referral_id: str) -> str:
     return MIXED_CYCLE[int.from_bytes(digest[:8], "big") % len(MIXED_CYCLE)]
 
 
+def _plain_words(text: str) -> str:
+    """Lowercase, accents removed, every run of non-letters one space, padded with spaces."""
+    bare = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+    return " " + " ".join("".join(c if c.isalnum() else " " for c in bare).split()) + " "
+
+
+def course(summary: str | None) -> str:
+    """What the simulated operator does with a routed referral, by the demo rule:
+    `reject`, `ask` (for information, then answer) or `answer`. Pure."""
+    words = _plain_words(summary or "")
+    if any(f" {w} " in words for w in REJECT_WORDS):
+        return "reject"
+    if any(f" {w} " in words for w in ASK_WORDS):
+        return "ask"
+    return "answer"
+
+
 class Answers:
     """What each simulated operator says, from `answers.yaml`."""
 
@@ -267,6 +304,20 @@ class Answers:
             "case_reference": self.case_reference(referral.operator, referral.referral_id),
             "expert": self.operators[referral.operator]["expert"],
         }
+
+    def info_requested(self, referral: Referral) -> dict[str, Any]:
+        _, texts = self._texts(referral.operator, referral.procedure)
+        return {"referral_id": referral.referral_id, "requested_at": paris_now().isoformat(),
+                "question": "Pour examiner la demande, pouvez-vous nous transmettre les pièces ci-dessous, "
+                            "ou nous dire quand la personne pourra les fournir ?",
+                "documents": list(texts["documents"])}
+
+    def rejected(self, referral: Referral) -> dict[str, Any]:
+        op = self.operators[referral.operator]
+        return {"referral_id": referral.referral_id, "rejected_at": paris_now().isoformat(),
+                "reason_code": "out_of_scope",
+                "reason": f"La demande sort du champ de la démarche choisie : le service {op['of']} ne peut "
+                          "pas la traiter en l'état. Vous pouvez la réorienter."}
 
     def answered(self, referral: Referral, outcome: str) -> dict[str, Any]:
         op, texts = self._texts(referral.operator, referral.procedure)
@@ -376,6 +427,8 @@ class Referral:
     cancelled: asyncio.Event = field(default_factory=asyncio.Event)
     acknowledged: bool = False
     again: bool = False  # answered before: answer again without the delays
+    course: str = "answer"  # the demo rule's choice: answer, ask or reject
+    acknowledge: bool = True  # False when answering the information provided
 
     async def cancelled_within(self, seconds: float) -> bool:
         """Waits `seconds` (or less, if cancelled meanwhile); True if cancelled."""
@@ -464,7 +517,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     env = os.environ
     parser = argparse.ArgumentParser(
         prog="operator_simulator", description="Plays operators' IT systems against Relais, "
-        "using only the contract in schemas/.")
+        "using only the contract in schemas/.", epilog=DEMO_RULE)
     parser.add_argument("--operators", default=None,
                         help="comma-separated operator codes (overrides RELAIS_SIMULATED_OPERATORS; "
                              "unset = all, empty = none)")
@@ -752,15 +805,14 @@ class Simulator:
             log.info("unknown_fields_tolerated", fields=unknown)
         if data["operator"] != code:
             raise Skip("wrong_operator_skipped", event_operator=data["operator"])
-        if name in SEALED_EVENTS:
-            self._open_personal_data(code, name, data)
+        personal = self._open_personal_data(code, name, data) if name in SEALED_EVENTS else {}
         self.seen.add(ce_id)
         if name == "referral.routed":
-            return self._on_routed(code, data)
+            return self._on_routed(code, data, course(personal.get("summary")))
+        if name == "referral.info_provided":
+            return self._on_info_provided(code, data)
         if name == "referral.cancelled":
             self._on_cancelled(data)
-        elif name == "referral.info_provided":
-            log.info("info_provided_received")
         else:
             log.info("reminder_received", due_at=data["due_at"], overdue_since=data["overdue_since"])
         return None
@@ -780,7 +832,7 @@ class Simulator:
             raise Skip("personal_data_invalid_skipped", errors=errors)
         return plaintext
 
-    def _on_routed(self, code: str, data: dict[str, Any]) -> asyncio.Task[None] | None:
+    def _on_routed(self, code: str, data: dict[str, Any], chosen: str) -> asyncio.Task[None] | None:
         referral_id: str = data["referral_id"]
         if referral_id in self.in_flight:
             raise Skip("referral_already_in_hand", level="info")
@@ -788,12 +840,26 @@ class Simulator:
             raise Skip("routed_after_cancel_skipped", level="info")
         site = data.get("site") or {}
         again = referral_id in self.handled
-        referral = Referral(referral_id, code, data["procedure"], site.get("city"), again=again)
+        referral = Referral(referral_id, code, data["procedure"], site.get("city"), again=again, course=chosen)
         # Asked again: the same answers, with the same ids, at once (duplicates are dropped).
         log.info("routed_again_answering_again" if again else "routed_received", procedure=referral.procedure,
-                 due_at=data["due_at"])
+                 due_at=data["due_at"], course=chosen)
+        return self._start(referral)
+
+    def _on_info_provided(self, code: str, data: dict[str, Any]) -> asyncio.Task[None] | None:
+        """The adviser provided what the operator asked: the operator answers now."""
+        referral_id: str = data["referral_id"]
+        if referral_id in self.cancelled or referral_id in self.in_flight:
+            log.info("info_provided_received", answer="withheld" if referral_id in self.cancelled else "in_hand")
+            return None
+        log.info("info_provided_received", answer="answering")
+        return self._start(Referral(referral_id, code, data.get("procedure") or "", None, acknowledged=True,
+                                    acknowledge=False))
+
+    def _start(self, referral: Referral) -> asyncio.Task[None]:
+        referral_id = referral.referral_id
         self.in_flight[referral_id] = referral
-        task = asyncio.create_task(self._answer(referral), name=f"answer:{code}:{referral_id}")
+        task = asyncio.create_task(self._answer(referral), name=f"answer:{referral.operator}:{referral_id}")
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
@@ -816,16 +882,22 @@ class Simulator:
         try:
             ack_delay, answer_delay = (0.0, 0.0) if referral.again else (self.settings.ack_delay,
                                                                           self.settings.answer_delay)
-            if await referral.cancelled_within(ack_delay):
-                log.info("not_acknowledged_cancelled")
-                return
-            await self._send(referral, "operator.acknowledged", self.answers.acknowledged(referral))
-            referral.acknowledged = True
+            if referral.acknowledge:
+                if await referral.cancelled_within(ack_delay):
+                    log.info("not_acknowledged_cancelled")
+                    return
+                await self._send(referral, "operator.acknowledged", self.answers.acknowledged(referral))
+                referral.acknowledged = True
             if await referral.cancelled_within(answer_delay):
                 log.info("not_answered_cancelled")
                 return
-            outcome = choose_outcome(self.settings.outcome, referral.referral_id)
-            await self._send(referral, "operator.answered", self.answers.answered(referral, outcome))
+            if referral.course == "reject":
+                await self._send(referral, "operator.rejected", self.answers.rejected(referral))
+            elif referral.course == "ask":
+                await self._send(referral, "operator.info_requested", self.answers.info_requested(referral))
+            else:
+                outcome = choose_outcome(self.settings.outcome, referral.referral_id)
+                await self._send(referral, "operator.answered", self.answers.answered(referral, outcome))
         finally:
             self.in_flight.pop(referral.referral_id, None)
         self.handled.add(referral.referral_id)
