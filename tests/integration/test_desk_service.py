@@ -139,7 +139,7 @@ async def test_an_expert_handles_a_case_from_the_inbox_to_the_answer(
         await send_routed(kafka_bootstrap, referral_id, summary, family_name)
         csrf = await sign_in(client)
         inbox = await eventually(lambda: _inbox_with(client, referral_id), what="the case in the inbox")
-        assert "justice.aide-juridictionnelle" in inbox.text and "Nouveau" in inbox.text
+        assert "Aide juridictionnelle" in inbox.text and "Nouveau" in inbox.text
         assert summary not in inbox.text  # the list shows no personal data
         await eventually(lambda: open_cases_are(1), what="the open case counted")
 

@@ -32,6 +32,30 @@ OPERATORS: dict[str, str] = {
     "cnav": "Assurance retraite", "msa": "MSA", "dgfip": "Finances publiques (DGFiP)", "ants": "ANTS",
     "justice": "Justice", "crous": "Crous", "banque-de-france": "Banque de France",
 }
+# The procedures' names as an expert reads them (the referral service's catalogue says the
+# same: tests/unit/test_desk_procedure_labels.py); a code not listed is shown as it is.
+PROCEDURES: dict[str, str] = {
+    "la-poste.compte-bancaire": "Compte La Banque Postale",
+    "la-poste.reexpedition-courrier": "Réexpédition du courrier",
+    "caf.prime-activite": "Prime d'activité",
+    "caf.aide-logement": "Aide au logement (APL)",
+    "caf.rsa": "Revenu de solidarité active",
+    "france-travail.inscription": "Inscription et actualisation",
+    "france-travail.indemnisation": "Indemnisation chômage",
+    "cnam.carte-vitale": "Carte Vitale",
+    "cnam.complementaire-sante-solidaire": "Complémentaire santé solidaire",
+    "cnav.demande-retraite": "Demande de retraite",
+    "msa.prestations-familiales": "Prestations familiales agricoles",
+    "dgfip.declaration-revenus": "Déclaration de revenus",
+    "dgfip.prelevement-source": "Prélèvement à la source",
+    "ants.carte-grise.changement-adresse": "Carte grise : changement d'adresse",
+    "ants.permis-conduire": "Permis de conduire",
+    "ants.carte-identite": "Carte d'identité et passeport",
+    "justice.casier-judiciaire": "Extrait de casier judiciaire",
+    "justice.aide-juridictionnelle": "Aide juridictionnelle",
+    "crous.bourse": "Bourse sur critères sociaux",
+    "banque-de-france.surendettement": "Surendettement",
+}
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 

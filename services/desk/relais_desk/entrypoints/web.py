@@ -79,6 +79,7 @@ class Pages:
             operator=self.operator, operator_name=forms.OPERATORS.get(self.operator, self.operator),
             status_labels={s.value: label for s, label in STATUS_LABELS.items()},
             outcomes=forms.OUTCOMES, reason_codes=forms.REASON_CODES, operators=forms.OPERATORS,
+            procedure_labels=forms.PROCEDURES,
             timeline_labels=TIMELINE_LABELS, site_kinds=SITE_KINDS, action_labels=ACTION_LABELS))
         self.env = self.ui.env  # French date filters come with the kit's pages
 
