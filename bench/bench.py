@@ -97,7 +97,8 @@ async def refer(client: httpx.AsyncClient, i: int, site_id: str) -> tuple[str, f
         "site_id": site_id, "channel": "in_person",
         "citizen": {"given_name": "Camille", "family_name": f"Bench{i}",
                     "birth_date": "1980-01-01",
-                    "contact": {"channel": "email", "email": f"camille.bench{i}@example.org"}}})
+                    "contact": {"channel": "email", "email": f"camille.bench{i}@example.org",
+                                "postal_address": {"street": "3 rue des Lilas", "postcode": "47000", "city": "Agen"}}}})
     visit.raise_for_status()
     started = time.perf_counter()
     response = await client.post(f"/api/v1/visits/{visit.json()['visit_id']}/referrals", json={

@@ -27,7 +27,9 @@ SITE = {
 }
 VISIT = {"site_id": "agen-leon-blum-poste", "channel": "in_person",
          "citizen": {"given_name": "Michel", "family_name": "Cordier", "birth_date": "1963-04-02",
-                     "contact": {"channel": "email", "email": "michel.cordier@example.org"}}}
+                     "contact": {"channel": "email", "email": "michel.cordier@example.org",
+                                 # what the CAF needs too (catalogue.yaml: citizen_fields)
+                                 "postal_address": {"street": "3 rue des Lilas", "postcode": "47000", "city": "Agen"}}}}
 REFERRAL = {"operator": "caf", "procedure": "caf.prime-activite",
             "summary": "Le montant de la prime d'activité a baissé sans explication.",
             "consent": {"given": True}}
@@ -128,8 +130,10 @@ OPERATOR_STAMPS = {"operator.acknowledged": "acknowledged_at", "operator.info_re
 
 
 def citizen_visit(given_name: str, family_name: str, *, birth_date: str | None = None, email: str | None = None,
-                  phone: str | None = None, street: str | None = None, channel: str = "email") -> dict[str, Any]:
-    """A visit of a citizen of the test's own (unique names: found by them alone)."""
+                  phone: str | None = None, street: str | None = "1 place de la Mairie",
+                  channel: str = "email") -> dict[str, Any]:
+    """A visit of a citizen of the test's own (unique names: found by them alone); an
+    address by default (what most procedures need: catalogue.yaml, `citizen_fields`)."""
     contact: dict[str, Any] = {"channel": channel}
     contact.update({k: v for k, v in (("email", email), ("phone", phone)) if v})
     if street:

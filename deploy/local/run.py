@@ -95,7 +95,9 @@ def walkthrough(p: LocalPlatform) -> str:
     json_ = "-H 'Content-Type: application/json'"
     visit = json.dumps({"site_id": DEMO_SITE, "channel": "in_person", "citizen": {
         "given_name": "Nadia", "family_name": "Dupont", "birth_date": "1987-06-02",
-        "contact": {"channel": "email", "email": "nadia.dupont@example.fr"}}}, ensure_ascii=False)
+        "contact": {"channel": "email", "email": "nadia.dupont@example.fr",
+                    "postal_address": {"street": "3 rue des Lilas", "postcode": "47000", "city": "Agen"}}}},
+        ensure_ascii=False)
     referral = json.dumps({"operator": "caf", "procedure": "caf.prime-activite",
                            "summary": "Calcul de la prime d’activité après une reprise d’emploi.",
                            "consent": {"given": True}}, ensure_ascii=False)

@@ -1,5 +1,6 @@
 """Helpers of the browser tests (tests/browser): signing in through the pages, and
-making a referral through the adviser API when a test only needs one to exist."""
+opening a visit or making a referral through the adviser API when a test only needs
+one to exist."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from typing import Any
 
 import httpx
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from deploy.local.launcher import LocalPlatform
 
@@ -21,20 +22,37 @@ def sign_in(page: Page, base: str, user_id: str, password: str = "demo", *, land
     page.get_by_label("Identifiant").fill(user_id)
     page.get_by_label("Mot de passe").fill(password)
     page.get_by_role("button", name="Se connecter").click()
-    expect(page).to_have_url(re.compile(re.escape(landing) + r"(\?.*)?$"))
+    wanted = re.escape(landing) + r"(\?.*)?$"
+    if landing != "/lieu":  # a permanence today: the place page first, the home site chosen (kept for the day)
+        expect(page).to_have_url(re.compile(f"{wanted}|/lieu(\\?.*)?$"))
+        if re.search(r"/lieu(\?.*)?$", page.url):
+            page.get_by_role("button", name="Choisir ce lieu").click()
+    expect(page).to_have_url(re.compile(wanted))
 
 
-def api_referral(platform: LocalPlatform, *, operator: str, procedure: str, family_name: str,
-                 site_id: str = HOME_SITE, user: str = "demo-adviser") -> str:
-    """A referral made through the adviser API (the demo sites are known: see the
-    `platform` fixture); returns its id."""
+SUMMARY = "Demande préparée pour le test du navigateur."
+# What most procedures need besides the names (catalogue.yaml `citizen_fields`).
+CITIZEN: dict[str, Any] = {"birth_date": "1984-06-02",
+           "contact": {"channel": "none",
+                       "postal_address": {"street": "2 rue des Tests", "postcode": "47000", "city": "Agen"}}}
+
+
+def api_auth(client: httpx.Client, user: str = "demo-adviser") -> dict[str, str]:
+    """The Authorization header of a token of `user` (password `demo`)."""
+    token = client.post("/api/v1/auth/token", data={"username": user, "password": "demo"})
+    token.raise_for_status()
+    return {"Authorization": f"Bearer {token.json()['access_token']}"}
+
+
+def api_visit(platform: LocalPlatform, *, family_name: str, given_name: str = "Lucie",
+              citizen: dict[str, Any] | None = None, site_id: str = HOME_SITE, user: str = "demo-adviser") -> str:
+    """A visit opened through the adviser API; `citizen`: the citizen's fields besides the
+    names (default CITIZEN: a birth date and an address). Returns its id."""
+    body = {"site_id": site_id, "channel": "in_person",
+            "citizen": {"given_name": given_name, "family_name": family_name,
+                        **(CITIZEN if citizen is None else citizen)}}
     with httpx.Client(base_url=platform.referral_url, timeout=10.0) as client:
-        token = client.post("/api/v1/auth/token", data={"username": user, "password": "demo"})
-        token.raise_for_status()
-        auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
-        body: dict[str, Any] = {"site_id": site_id, "channel": "in_person",
-                                "citizen": {"given_name": "Lucie", "family_name": family_name,
-                                            "birth_date": "1984-06-02", "contact": {"channel": "none"}}}
+        auth = api_auth(client, user)
         deadline = time.monotonic() + 30.0
         while True:  # the sites may still be on their way (a 422 naming site_id)
             visit = client.post("/api/v1/visits", json=body, headers=auth)
@@ -42,8 +60,40 @@ def api_referral(platform: LocalPlatform, *, operator: str, procedure: str, fami
                 break
             time.sleep(0.3)
         assert visit.status_code == 201, visit.text
-        referral = client.post(f"/api/v1/visits/{visit.json()['visit_id']}/referrals", headers=auth, json={
-            "operator": operator, "procedure": procedure,
-            "summary": "Demande préparée pour le test du navigateur.", "consent": {"given": True}})
+        return str(visit.json()["visit_id"])
+
+
+def api_refer(platform: LocalPlatform, visit_id: str, *, operator: str, procedure: str, summary: str = SUMMARY,
+              user: str = "demo-adviser") -> str:
+    """The visit referred through the adviser API (the citizen's consent given); the referral's id."""
+    with httpx.Client(base_url=platform.referral_url, timeout=10.0) as client:
+        referral = client.post(f"/api/v1/visits/{visit_id}/referrals", headers=api_auth(client, user), json={
+            "operator": operator, "procedure": procedure, "summary": summary, "consent": {"given": True}})
         assert referral.status_code == 201, referral.text
         return str(referral.json()["referral_id"])
+
+
+def api_referral(platform: LocalPlatform, *, operator: str, procedure: str, family_name: str,
+                 summary: str = SUMMARY, site_id: str = HOME_SITE, user: str = "demo-adviser",
+                 **visit: Any) -> str:
+    """A visit and its referral made through the adviser API (the demo sites are known:
+    see the `platform` fixture); `visit`: more of api_visit's arguments. Returns the
+    referral's id."""
+    visit_id = api_visit(platform, family_name=family_name, site_id=site_id, user=user, **visit)
+    return api_refer(platform, visit_id, operator=operator, procedure=procedure, summary=summary, user=user)
+
+
+def desk_case_link(page: Page, desk: str, referral_id: str, user: str = "demo-expert") -> Locator:
+    """Signs in to the operator desk at `desk` and waits for the referral in its list of
+    cases (it travels referral → operator.<code>.inbox → desk); the link to its case."""
+    page.goto(f"{desk}/connexion")
+    page.get_by_label("Identifiant").fill(user)
+    page.get_by_label("Mot de passe").fill("demo")
+    page.get_by_role("button", name="Se connecter").click()
+    expect(page).to_have_url(re.compile(r"/dossiers$"))
+    link = page.locator(f'a[href="/dossiers/{referral_id}"]')
+    deadline = time.monotonic() + 30.0
+    while link.count() == 0 and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+        page.reload()
+    return link

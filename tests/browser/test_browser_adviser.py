@@ -3,7 +3,8 @@
 - An adviser signs in, picks a permanence as today's place, opens a visit, refers it to
   the CAF (operator, procedure, summary, the deadline shown before sending), sees the
   simulated answer arrive in the timeline without the page being reloaded, and closes
-  the loop with an outcome.
+  the loop with an outcome — by mouse at 1280 px and at 375 px (the menu through DSFR's
+  « Menu » button), each page checked with axe-core.
 - An adviser of another site cannot open that referral (404 page).
 - A form with a missing field shows the error next to the field, tied to it.
 - The sign-in form can be filled and sent with the keyboard alone, focus visible.
@@ -23,6 +24,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from deploy.local.launcher import LocalPlatform, run_coroutine
+from tests.browser.axe import assert_accessible
 from tests.browser.browsing import api_referral, sign_in
 from tests.integration.fake_oidc import CLIENT_ID, CLIENT_SECRET, FakeOidc
 
@@ -49,39 +51,63 @@ def label_for(page: Page, field_id: str) -> None:
     expect(page.locator(f"#{field_id}")).to_be_checked()
 
 
+def from_the_menu(page: Page, phone: bool, link: str) -> None:
+    """Follows a link of the header (the place of the day: "#lieu-du-jour") or of the menu
+    (by its name), through DSFR's « Menu » button on a phone."""
+    if phone:
+        page.get_by_role("button", name="Menu").click()
+        menu = page.locator("#menu-modal")
+        expect(menu).to_be_visible()
+        target = menu.locator(f"{link}-mobile") if link.startswith("#") else menu.get_by_role("link", name=link)
+    else:
+        target = page.locator(link) if link.startswith("#") else page.locator("#menu").get_by_role("link", name=link)
+    target.click()
+
+
+@pytest.mark.parametrize("width", [1280, 375])
 def test_an_adviser_refers_and_sees_the_answer_arrive_live(platform: LocalPlatform, page: Page,
-                                                           screenshot: ScreenShot) -> None:
+                                                           screenshot: ScreenShot, width: int) -> None:
+    """The main path by mouse, on a laptop and on a phone; axe-core on each page (the
+    README's pictures at 1280 px)."""
     base = platform.referral_url
+    phone = width < 600
+    page.set_viewport_size({"width": width, "height": 740 if phone else 800})
+
+    def picture(name: str) -> None:
+        if not phone:
+            screenshot(page, name)
 
     # Sign in.
     page.goto(f"{base}/connexion")
     expect(page.get_by_role("heading", level=1)).to_have_text("Connexion")
-    screenshot(page, "connexion")
     sign_in(page, base, "demo-adviser")
     expect(page.get_by_role("heading", level=1)).to_contain_text("Aujourd'hui")
+    assert_accessible(page, f"aujourd'hui, {width} px")
 
     # Today's place: the Pont-du-Casse permanence.
-    page.locator("#lieu-du-jour").click()
+    from_the_menu(page, phone, "#lieu-du-jour")
     expect(page).to_have_url(f"{base}/lieu")
     label_for(page, "place-pont-du-casse-mairie")
-    screenshot(page, "lieu-du-jour")
+    assert_accessible(page, f"lieu du jour, {width} px")
     page.get_by_role("button", name="Choisir ce lieu").click()
     expect(page).to_have_url(f"{base}/aujourdhui")
-    expect(page.locator("#lieu-du-jour")).to_contain_text("Pont-du-Casse")
+    expect(page.locator("#lieu-du-jour-mobile" if phone else "#lieu-du-jour")).to_contain_text("Pont-du-Casse")
 
     # Open a visit.
-    page.get_by_role("link", name="Nouvelle visite").first.click()
+    from_the_menu(page, phone, "Nouvelle visite")
     expect(page).to_have_url(f"{base}/visites/nouvelle")
-    page.locator("#given_name").fill("Michel")
+    assert_accessible(page, f"nouvelle visite, {width} px")
+    given = "Martine" if phone else "Michel"  # two people on Today's picture, not the same twice
+    page.locator("#given_name").fill(given)
     page.locator("#family_name").fill("Cordier")
     page.locator("#birth_date").fill("1963-04-02")
     label_for(page, "contact_channel-email")
-    page.locator("#email").fill("michel.cordier@example.org")
-    label_for(page, "consent")
+    page.locator("#email").fill(f"{given.lower()}.cordier@example.org")
     page.get_by_role("button", name="Ouvrir la visite").click()
     expect(page).to_have_url(re.compile(f"{re.escape(base)}/visites/{UUID}$"))
     expect(page.get_by_role("heading", level=1)).to_contain_text("Cordier")
-    expect(page.get_by_text("Pont-du-Casse").first).to_be_visible()
+    expect(page.locator("main").get_by_text("Pont-du-Casse").first).to_be_visible()  # the visit's place
+    assert_accessible(page, f"visite, {width} px")
 
     # Refer: operator, then procedure and summary, then the deadline before sending.
     page.get_by_role("link", name="Orienter vers un opérateur").click()
@@ -91,11 +117,17 @@ def test_an_adviser_refers_and_sees_the_answer_arrive_live(platform: LocalPlatfo
     expect(page.locator("#procedure")).to_be_visible()
     page.locator("#procedure").select_option("caf.prime-activite")
     page.locator("#summary").fill("Le montant de la prime d'activité a baissé sans explication depuis septembre.")
+    assert_accessible(page, f"orienter : démarche, {width} px")
     page.get_by_role("button", name="Vérifier et voir l'échéance").click()
     deadline = page.locator("#echeance")
     expect(deadline).to_contain_text(re.compile(r"Échéance de réponse : \S+ \d+ \S+ \d{4} à \d+ h \d\d"))
+    # The CAF needs a postal address, which a visit reached by e-mail lacks: asked here.
+    page.locator("#street").fill("3 rue des Lilas")
+    page.locator("#postcode").fill("47120")
+    page.locator("#city").fill("Pont-du-Casse")
     label_for(page, "consent")
-    screenshot(page, "orienter-echeance")
+    assert_accessible(page, f"orienter : vérifier et envoyer, {width} px")
+    picture("orienter-echeance")
     page.get_by_role("button", name="Envoyer la demande").click()
     expect(page).to_have_url(re.compile(f"{re.escape(base)}/demandes/{UUID}$"))
     referral_id = page.url.rsplit("/", 1)[1]
@@ -116,7 +148,8 @@ def test_an_adviser_refers_and_sees_the_answer_arrive_live(platform: LocalPlatfo
     expect(page.locator("#annonce")).to_contain_text("Statut de la demande")  # told to screen readers
     page.evaluate("window.scrollTo(0, document.getElementById('etat').getBoundingClientRect().top"
                   " + window.scrollY - 24)")  # the status and the whole timeline on the screen
-    screenshot(page, "demande-repondue")
+    assert_accessible(page, f"demande répondue, {width} px")
+    picture("demande-repondue")
 
     # Close the loop with an outcome (the close form came with the answer).
     page.locator("#cloturer-outcome").select_option("resolved")
@@ -124,6 +157,9 @@ def test_an_adviser_refers_and_sees_the_answer_arrive_live(platform: LocalPlatfo
     expect(page).to_have_url(re.compile(f"/demandes/{referral_id}"))
     expect(page.locator("#statut")).to_have_attribute("data-status", "closed")
     expect(page.locator('#chronologie > li[data-event="closed"]')).to_have_count(1)
+    assert_accessible(page, f"demande clôturée, {width} px")
+    if phone:  # nothing wider than the screen
+        assert page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
 
 
 def test_an_adviser_of_another_site_cannot_open_the_referral(platform: LocalPlatform,
@@ -198,8 +234,8 @@ def test_the_sign_in_form_works_with_the_keyboard_alone(platform: LocalPlatform,
     assert focused() == "password"
     page.keyboard.type("demo")
     page.keyboard.press("Enter")
-    expect(page).to_have_url(f"{base}/aujourdhui")
-    expect(page.get_by_role("heading", level=1)).to_contain_text("Aujourd'hui")
+    expect(page).to_have_url(re.compile(f"{re.escape(base)}/(aujourdhui|lieu)$"))  # /lieu: a permanence today
+    expect(page.get_by_role("heading", level=1)).to_contain_text(re.compile("Aujourd'hui|aujourd'hui"))
 
 
 def test_screens_of_today_search_statistics_and_journal(platform: LocalPlatform, new_page: NewPage,

@@ -84,7 +84,8 @@ async def deadline_poll(check: Any, what: str, timeout: float = DEADLINE_S, ever
 
 def citizen(i: int, run: str) -> dict[str, Any]:
     return {"given_name": "Camille", "family_name": f"Martin-{i}", "birth_date": "1990-03-14",
-            "contact": {"channel": "email", "email": f"camille.martin.{i}.{run}@example.fr"}}
+            "contact": {"channel": "email", "email": f"camille.martin.{i}.{run}@example.fr",
+                        "postal_address": {"street": "3 rue des Lilas", "postcode": "47000", "city": "Agen"}}}
 
 
 class NotificationsTap:

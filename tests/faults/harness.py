@@ -140,7 +140,9 @@ class Driver:
             visit = await self._post("/api/v1/visits", {
                 "site_id": SITE, "channel": "in_person",
                 "citizen": {"given_name": "Camille", "family_name": f"Faute-{item}", "birth_date": "1990-03-14",
-                            "contact": {"channel": "email", "email": email}}}, deadline, retry=True,
+                            "contact": {"channel": "email", "email": email, "postal_address": {
+                                "street": "3 rue des Lilas", "postcode": "47000", "city": "Agen"}}}},
+                deadline, retry=True,
                 turn=item + attempt)
             assert visit is not None
             created = await self._post(f"/api/v1/visits/{visit['visit_id']}/referrals", {

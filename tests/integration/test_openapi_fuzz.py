@@ -201,7 +201,8 @@ def test_bad_input_gets_a_clear_4xx_never_a_5xx(services: dict[str, str], servic
 
 VISIT: dict[str, Any] = {"site_id": "agen-leon-blum-poste", "channel": "in_person",
          "citizen": {"given_name": "Michel", "family_name": "Cordier", "birth_date": "1963-04-02",
-                     "contact": {"channel": "email", "email": "michel.cordier@example.org"}}}
+                     "contact": {"channel": "email", "email": "michel.cordier@example.org",
+                                 "postal_address": {"street": "3 rue des Lilas", "postcode": "47000", "city": "Agen"}}}}
 REFERRAL: dict[str, Any] = {"operator": "caf", "procedure": "caf.prime-activite",
             "summary": "Le montant de la prime d'activité a baissé sans explication.",
             "consent": {"given": True}}

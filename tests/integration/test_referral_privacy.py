@@ -142,10 +142,11 @@ async def test_access_exports_everything_held_with_the_other_services_part(platf
 async def test_erasure_is_refused_while_a_referral_is_in_progress_then_done_everywhere(platform: Platform) -> None:
     p = platform
     phone = "06 70 80 90 10"
-    first_visit = await open_visit(p.api, citizen_visit("Annette", "Ferrandière", phone=phone, channel="sms"))
+    first_visit = await open_visit(p.api, citizen_visit("Annette", "Ferrandière", birth_date="1957-09-30", phone=phone,
+                                                        channel="sms"))
     done = await answered(p, first_visit, close=True)
-    second_visit = await open_visit(p.api, citizen_visit("Annette", "Ferrandière", phone="+33 6 70 80 90 10",
-                                                         channel="sms"))
+    second_visit = await open_visit(p.api, citizen_visit("Annette", "Ferrandière", birth_date="1957-09-30",
+                                                         phone="+33 6 70 80 90 10", channel="sms"))
     pending = await refer_visit(p.api, second_visit)
 
     code, printed = await privacy_command(p.api, "erase", "--by", "ops.erase", "--phone", phone,

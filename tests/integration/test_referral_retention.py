@@ -73,7 +73,8 @@ async def test_personal_data_lives_as_long_as_its_purpose(api: httpx.AsyncClient
     closed_visit = await open_visit(api, citizen_visit("Hortense", "Oudinot", birth_date="1950-03-04",
                                                        email="hortense.oudinot@example.org"))
     closed = await answered_and_closed(api, kafka_bootstrap, closed_visit)
-    open_one_visit = await open_visit(api, citizen_visit("Ignace", "Vautrin", phone="06 55 44 33 22", channel="sms"))
+    open_one_visit = await open_visit(api, citizen_visit("Ignace", "Vautrin", birth_date="1961-05-06",
+                                                         phone="06 55 44 33 22", channel="sms"))
     open_one = await refer_visit(api, open_one_visit)
     solved = await open_visit(api, citizen_visit("Léonie", "Marchal", channel="none"))
     await solve_on_the_spot(api, solved)
@@ -193,5 +194,5 @@ async def erasure_requests(bootstrap: str, done: Any) -> list[dict[str, Any]]:
 async def solve_on_the_spot(api: httpx.AsyncClient, visit_id: str) -> None:
     async with signed_in(api) as web:
         page = await web.get(f"/visites/{visit_id}")
-        done = await web.post(f"/visites/{visit_id}/resolu", data={"csrf_token": csrf(page)})
+        done = await web.post(f"/visites/{visit_id}/resolu", data={"csrf_token": csrf(page), "confirmation": "oui"})
         assert done.status_code == 303, done.text

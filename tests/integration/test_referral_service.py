@@ -45,7 +45,8 @@ async def test_a_referral_is_routed_to_the_operator_inbox_with_only_what_it_need
     assert "Cordier" not in record.value.decode() and "citizen" not in data
     personal = open_as("caf", data)  # sealed for CAF: only its private key opens it
     CONTRACT.check_personal("referral.routed", personal)
-    assert personal["citizen"] == {"given_name": "Michel", "family_name": "Cordier", "birth_date": "1963-04-02"}
+    assert personal["citizen"] == {"given_name": "Michel", "family_name": "Cordier", "birth_date": "1963-04-02",
+                                   "postal_address": VISIT["citizen"]["contact"]["postal_address"]}  # no e-mail
     assert personal["summary"] == REFERRAL["summary"]
     with pytest.raises(SealingError):
         open_as("cnam", data)

@@ -132,7 +132,8 @@ async def refer_with_a_trace_of_our_own(platform: LocalPlatform) -> str:
         assert signed_in.status_code == 200, signed_in.text
         api.headers["Authorization"] = f"Bearer {signed_in.json()['access_token']}"
         citizen = {"given_name": "Camille", "family_name": "Martin-Tracé", "birth_date": "1990-03-14",
-                   "contact": {"channel": "email", "email": f"camille.trace.{uuid.uuid4().hex[:6]}@example.fr"}}
+                   "contact": {"channel": "email", "email": f"camille.trace.{uuid.uuid4().hex[:6]}@example.fr",
+                               "postal_address": {"street": "3 rue des Lilas", "postcode": "47000", "city": "Agen"}}}
 
         async def visit_opened() -> tuple[Any, bool]:  # the demo site reaches the service through `sites`
             visit = await api.post("/api/v1/visits", json={"site_id": SITE, "channel": "in_person",

@@ -217,7 +217,10 @@ async def test_reroute_and_cancel_through_the_forms(api: httpx.AsyncClient, kafk
         assert "Seule une demande refusée par l&#39;opérateur peut être réorientée." in again.text
 
         to_cancel = await routed(api)
-        cancelled = await post(browser, f"/demandes/{to_cancel}/annuler", {"reason": "La personne a renoncé."})
+        asked = await post(browser, f"/demandes/{to_cancel}/annuler", {"reason": "La personne a renoncé."})
+        assert asked.status_code == 200 and "Oui, annuler la demande" in asked.text  # not confirmed: asked
+        cancelled = await post(browser, f"/demandes/{to_cancel}/annuler",
+                               {"reason": "La personne a renoncé.", "confirmation": "oui"})
         assert cancelled.status_code == 303
         page = await browser.get(cancelled.headers["location"])
         assert 'data-status="cancelled"' in page.text and "La personne a renoncé." in page.text
@@ -318,8 +321,10 @@ async def test_search_filters_and_scopes(api: httpx.AsyncClient, kafka_bootstrap
         assert caf in listed(await adviser.get("/demandes?statut=routed&site=agen-leon-blum-poste"))
         assert caf not in listed(await adviser.get("/demandes?statut=answered"))
         assert listed(await adviser.get("/demandes?site=martignas-sur-jalle-poste")) == set()
-        unknown = await adviser.get("/demandes?statut=nimporte&reference=zz'--")
+        unknown = await adviser.get("/demandes?statut=nimporte")
         assert caf in listed(unknown)  # ignored, not an error
+        not_understood = await adviser.get("/demandes?reference=zz'--")  # the search box: said, not dropped
+        assert listed(not_understood) == set() and "ni un nom ni une référence" in not_understood.text
     async with web(api, "demo-adviser-martignas") as other:
         assert listed(await other.get("/demandes")) & {caf, ants, late, elsewhere} == {elsewhere}
     async with web(api, "demo-supervisor") as supervisor:  # department 47

@@ -321,6 +321,9 @@ def test_default_deny_then_only_what_is_needed(rendered: list[dict[str, Any]]) -
             if other != name:
                 console = name == "relais-ops" and other in ("relais-referral", "relais-sites", "relais-notifications")
                 assert egress_allowed(policies, labels, other_labels, 8000) == console, (name, other)
+    # and the adviser's pages, for a letter to print
+    assert egress_allowed(policies, pods["relais-referral"], pods["relais-notifications"], 8002)
+    assert not egress_allowed(policies, pods["relais-sites"], pods["relais-notifications"], 8002)
     job = of_kind(rendered, "Job")["relais-db-schemas"]["spec"]["template"]["metadata"]["labels"]
     assert egress_allowed(policies, job, postgres, 5432) and not egress_allowed(policies, job, broker, 9093)
 

@@ -99,10 +99,11 @@ def test_first_visit_rate() -> None:
 def test_search_filters_keep_what_they_understand() -> None:
     filters = Filters.parse({"statut": "routed", "operateur": "caf", "site": "agen-leon-blum-poste",
                              "en_retard": "1", "reference": " AB12-", "page": "3"})
-    assert filters == Filters("routed", "caf", "agen-leon-blum-poste", True, "ab12-", 3)
+    assert filters == Filters("routed", "caf", "agen-leon-blum-poste", True, "AB12-", 3)
+    assert filters.searched.reference == "ab12-"  # the search box: tests/unit/test_referral_finding.py
     assert filters.query(page=4) == {"statut": "routed", "operateur": "caf", "site": "agen-leon-blum-poste",
-                                     "en_retard": "1", "reference": "ab12-", "page": "4"}
-    assert Filters.parse({"statut": "whatever", "operateur": "x'; --", "reference": "zz", "page": "0"}) == Filters()
+                                     "en_retard": "1", "recherche": "AB12-", "page": "4"}
+    assert Filters.parse({"statut": "whatever", "operateur": "x'; --", "page": "0"}) == Filters()
     assert Filters().query(page=1) == {}
 
 

@@ -20,6 +20,7 @@ from relais_kit.tokens import signer_from
 from relais_kit.topics import load_topics
 from relais_kit.tracing import FASTAPI_TELEMETRY, configure_tracing
 from relais_kit.web import documentation, prepare_app
+from relais_referral.adapters import store
 from relais_referral.adapters.sealed import SEALED
 from relais_referral.domain.catalogue import load_catalogue
 from relais_referral.entrypoints import consumers, ui
@@ -55,6 +56,8 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
         if not settings.production:
             async with runtime.pool.acquire() as conn:
                 await seed_demo_accounts(conn)
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            await store.index_missing(conn, runtime.vault)  # rows older than migration 010
         runtime.consume("relais-referral-router", ["referrals"], consumers.router_handlers(ctx))
         runtime.consume("relais-referral-operators", [f"operator.{o}.outbox" for o in operators],
                         consumers.operator_handlers(ctx))

@@ -44,6 +44,9 @@ class ReferralSettings(PlatformSettings):
     retention_inactive_days: int = Field(default=730, ge=1, alias="RELAIS_RETENTION_INACTIVE_DAYS")
     # The services that answer access and erasure requests on `privacy` (comma-separated).
     privacy_services: str = Field(default="notifications", alias="RELAIS_PRIVACY_SERVICES")
+    # The notifications service's API: the adviser's pages fetch a letter to print from it,
+    # with a short-lived token of the signed-in adviser.
+    notifications_url: str = Field(default="http://127.0.0.1:8002", alias="RELAIS_NOTIFICATIONS_URL")
 
     def model_post_init(self, context: object) -> None:
         super().model_post_init(context)

@@ -4,7 +4,7 @@ permanences, today's visits, closing a visit. Callers own the transaction."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from asyncpg import Connection as Conn
@@ -25,6 +25,20 @@ async def home_and_permanences(conn: Conn, home_id: str) -> list[dict[str, Any]]
         " WHERE (site_id = $1 OR parent_site_id = $1) AND NOT retired"
         " ORDER BY site_id <> $1, name", home_id)
     return [{**dict(r), "schedule": json.loads(r["schedule"])} for r in rows]
+
+
+async def place_of_the_day(conn: Conn, user_id: str, day: date) -> str | None:
+    """The site the adviser chose to work at on `day`, if they chose one that day."""
+    found = await conn.fetchval("SELECT site_id FROM places_of_the_day WHERE user_id = $1 AND day = $2",
+                                user_id, day)
+    return str(found) if found is not None else None
+
+
+async def keep_place_of_the_day(conn: Conn, user_id: str, day: date, site_id: str) -> None:
+    await conn.execute(
+        "INSERT INTO places_of_the_day (user_id, day, site_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT (user_id) DO UPDATE SET day = excluded.day, site_id = excluded.site_id,"
+        " chosen_at = now()", user_id, day, site_id)
 
 
 async def visits_between(conn: Conn, vault: Vault, sites: list[str] | None, start: datetime,
@@ -67,10 +81,18 @@ async def needing_attention(conn: Conn, sites: list[str] | None, department: str
     overdue (past due without an answer)."""
     rows = await conn.fetch(
         "SELECT r.referral_id, r.operator, r.procedure, r.status, r.site_id, r.requested_at, r.due_at,"
-        " r.overdue_at, s.name AS site_name FROM referrals r LEFT JOIN known_sites s ON s.site_id = r.site_id"
+        " r.overdue_at, r.visit_id::text AS visit_id, s.name AS site_name"
+        " FROM referrals r LEFT JOIN known_sites s ON s.site_id = r.site_id"
         " WHERE ($1::text[] IS NULL OR r.site_id = ANY($1::text[]))"
         " AND ($2::text IS NULL OR s.department = $2)"
         " AND (r.status IN ('info_requested', 'rejected', 'answered')"
         "      OR (r.status IN ('routed', 'acknowledged') AND (r.overdue_at IS NOT NULL OR r.due_at < $3)))"
         " ORDER BY r.due_at NULLS LAST, r.requested_at LIMIT 200", sites, department, at)
     return [dict(r) for r in rows]
+
+
+async def citizen_names(conn: Conn, vault: Vault, visit_ids: list[str]) -> dict[str, str]:
+    """« Given-name Family-name » of these visits' citizens, by visit id (none once erased)."""
+    rows = await conn.fetch("SELECT * FROM visits WHERE visit_id = ANY($1::uuid[])", sorted(set(visit_ids)))
+    visits = [visit_of(row, vault) for row in rows]
+    return {v.visit_id: f"{v.citizen.given_name} {v.citizen.family_name}" for v in visits if v.citizen}

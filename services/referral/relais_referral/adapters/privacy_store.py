@@ -129,7 +129,7 @@ async def anonymise_referrals(conn: Conn, vault: Vault, referral_ids: Sequence[s
     """Drops the summaries of these referrals and `strip`s their timeline details;
     returns the referrals that still held personal data."""
     rows = await conn.fetch(
-        "UPDATE referrals SET summary = NULL, anonymised_at = $2"
+        "UPDATE referrals SET summary = NULL, operator_reference_index = NULL, anonymised_at = $2"
         " WHERE referral_id = ANY($1::uuid[]) AND anonymised_at IS NULL RETURNING referral_id::text AS id",
         referral_ids, at)
     erased = [r["id"] for r in rows]
@@ -147,7 +147,8 @@ async def anonymise_visits(conn: Conn, visit_ids: Sequence[str], at: datetime) -
     """Drops the citizen's identity, contact and lookup indexes from these visits;
     returns the visits that still held them."""
     rows = await conn.fetch(
-        "UPDATE visits SET citizen = NULL, identity_index = NULL, contact_index = NULL, anonymised_at = $2"
+        "UPDATE visits SET citizen = NULL, identity_index = NULL, contact_index = NULL, name_index = NULL,"
+        " anonymised_at = $2"
         " WHERE visit_id = ANY($1::uuid[]) AND anonymised_at IS NULL RETURNING visit_id::text AS id",
         visit_ids, at)
     return [r["id"] for r in rows]

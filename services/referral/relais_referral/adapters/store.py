@@ -47,10 +47,53 @@ async def add_visit(conn: Conn, vault: Vault, visit: Visit) -> None:
     identity_index, contact_index = _lookup_indexes(vault, visit.citizen)
     await conn.execute(
         "INSERT INTO visits (visit_id, site_id, adviser_id, channel, citizen, opened_at, identity_index,"
-        " contact_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        " contact_index, name_index) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         visit.visit_id, visit.site_id, visit.adviser_id, visit.channel,
         vault.seal(_citizen_json(visit.citizen), VISIT_CITIZEN.context(visit.visit_id)), visit.opened_at,
-        identity_index, contact_index)
+        identity_index, contact_index, name_index(vault, visit.citizen))
+
+
+async def update_visit_citizen(conn: Conn, vault: Vault, visit_id: str, citizen: Citizen) -> None:
+    """The citizen's record completed (birth date, contact): sealed again, and the
+    lookup indexes that depend on it recomputed (the names do not change)."""
+    identity_index, contact_index = _lookup_indexes(vault, citizen)
+    await conn.execute(
+        "UPDATE visits SET citizen = $2, identity_index = $3, contact_index = $4"
+        " WHERE visit_id = $1 AND citizen IS NOT NULL",
+        visit_id, vault.seal(_citizen_json(citizen), VISIT_CITIZEN.context(visit_id)), identity_index, contact_index)
+
+
+def name_index(vault: Vault, citizen: Citizen) -> list[str]:
+    return [vault.blind_index(identity.NAME_PREFIX, p) for p in identity.name_prefixes(citizen)]
+
+
+async def note_operator_reference(conn: Conn, vault: Vault, referral_id: str, reference: str) -> None:
+    await conn.execute("UPDATE referrals SET operator_reference_index = $2 WHERE referral_id = $1",
+                       referral_id, vault.blind_index(identity.OPERATOR_REFERENCE, reference))
+
+
+async def index_missing(conn: Conn, vault: Vault, batch: int = 500) -> int:
+    """Fills the name and operator-reference indexes of the rows written before they
+    existed (migration 010); returns how many rows it filled. Idempotent."""
+    done = 0
+    while rows := await conn.fetch(
+            "SELECT * FROM visits WHERE name_index IS NULL AND citizen IS NOT NULL LIMIT $1", batch):
+        for row in rows:
+            visit = visit_of(row, vault)
+            assert visit.citizen is not None
+            await conn.execute("UPDATE visits SET name_index = $2 WHERE visit_id = $1",
+                               visit.visit_id, name_index(vault, visit.citizen))
+        done += len(rows)
+    entries = await conn.fetch(
+        "SELECT t.id, t.referral_id::text AS referral_id, t.detail FROM referral_timeline t"
+        " JOIN referrals r ON r.referral_id = t.referral_id"
+        " WHERE t.event = 'acknowledged' AND r.operator_reference_index IS NULL AND r.anonymised_at IS NULL")
+    for entry in entries:
+        reference = detail_of(entry, vault).get("case_reference")
+        if reference:
+            await note_operator_reference(conn, vault, entry["referral_id"], str(reference))
+            done += 1
+    return done
 
 
 def visit_of(row: asyncpg.Record, vault: Vault) -> Visit:

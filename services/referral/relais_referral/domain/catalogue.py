@@ -8,6 +8,8 @@ from pathlib import Path
 
 import yaml
 
+from relais_referral.domain.model import Citizen
+
 CATALOGUE_FILE = Path(__file__).resolve().parents[1] / "catalogue.yaml"
 CITIZEN_FIELDS = frozenset({"given_name", "family_name", "birth_date", "email", "phone", "postal_address"})
 
@@ -48,6 +50,20 @@ class Catalogue:
     def procedure(self, operator: str, code: str) -> Procedure | None:
         found = self.operators.get(operator)
         return found.procedures.get(code) if found else None
+
+
+# What the operator's expert needs that a visit may lack (the names are always there),
+# in the order they are asked for.
+ASKED_FIELDS = ("birth_date", "postal_address", "email", "phone")
+
+
+def missing_citizen_fields(procedure: Procedure, citizen: Citizen) -> tuple[str, ...]:
+    """The fields the procedure needs (`citizen_fields`) that the citizen's record lacks:
+    nothing may be sent to the operator until they are given (the pages ask for them,
+    the API refuses with a 422 naming them)."""
+    known = {"birth_date": citizen.birth_date, "postal_address": citizen.postal_address,
+             "email": citizen.email, "phone": citizen.phone}
+    return tuple(f for f in ASKED_FIELDS if f in procedure.citizen_fields and not known[f])
 
 
 @cache

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from relais_kit.vault import normalise
 from relais_referral.domain.model import Citizen
 
 IDENTITY = "identity"
@@ -64,3 +65,31 @@ def lookup_keys(citizen: Citizen) -> LookupKeys:
         contacts.append((PHONE, phone_key(citizen.phone)))
     return LookupKeys((IDENTITY, identity_key(citizen.family_name, citizen.given_name, citizen.birth_date)),
                       tuple(contacts))
+
+
+# Finding a citizen by the start of a name, without the name in clear: each word of the
+# family and given names is indexed by its starts of 2 to 20 letters (folded as the vault
+# folds), each a keyed hash. A search for « dup » then matches the stored hash of « du p »…
+# of Dupont without the database ever holding a name; the cost is a few hashes a visit.
+NAME_PREFIX = "name-prefix"
+OPERATOR_REFERENCE = "operator-reference"
+SHORTEST_PREFIX, LONGEST_PREFIX = 2, 20
+
+
+def name_words(text: str) -> list[str]:
+    """The words of a name as the index compares them (case, accents, hyphens folded)."""
+    return normalise(name_key(text)).split()
+
+
+def name_prefixes(citizen: Citizen) -> list[str]:
+    """Every start of every word of the citizen's names that a search may type."""
+    found: set[str] = set()
+    for word in name_words(citizen.family_name) + name_words(citizen.given_name):
+        word = word[:LONGEST_PREFIX]
+        found.update(word[:n] for n in range(SHORTEST_PREFIX, len(word) + 1))
+    return sorted(found)
+
+
+def searched_prefix(word: str) -> str:
+    """A typed word, as its indexed start (words longer than the index are cut)."""
+    return word[:LONGEST_PREFIX]

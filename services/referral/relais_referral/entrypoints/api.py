@@ -21,6 +21,7 @@ from relais_referral.adapters import store
 from relais_referral.domain.model import Citizen, PostalAddress, Referral
 from relais_referral.entrypoints.schemas import (
     CancelIn,
+    CitizenCompletionIn,
     CloseIn,
     InfoIn,
     ReferralCreated,
@@ -110,6 +111,24 @@ async def open_visit(request: Request, body: VisitIn, user: Adviser) -> VisitOut
     except NotAllowed as exc:
         raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
     return VisitOut(visit_id=UUID(visit.visit_id), site_id=visit.site_id, opened_at=visit.opened_at)
+
+
+@router.patch("/visits/{visit_id}/citizen", status_code=204, tags=["visits"],
+              summary="Complete the citizen's record on the visit (what a procedure needs: birth date, contact)")
+async def complete_citizen(request: Request, visit_id: UUID, body: CitizenCompletionIn, user: Adviser) -> Response:
+    address = body.postal_address
+    try:
+        async with _pool(request).acquire() as conn, conn.transaction():
+            await visits.complete_citizen(
+                conn, _context(request), user, str(visit_id), birth_date=body.birth_date, email=body.email,
+                phone=body.phone,
+                postal_address=PostalAddress(address.street, address.postcode, address.city) if address else None)
+    except NotFound as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except NotAllowed as exc:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(exc)) from exc
+    log.info("visit_completed", visit_id=str(visit_id))
+    return Response(status_code=204)
 
 
 @router.post("/visits/{visit_id}/referrals", status_code=201, response_model=ReferralCreated,

@@ -56,6 +56,15 @@ class CitizenIn(Strict):
     contact: ContactIn
 
 
+class CitizenCompletionIn(Strict):
+    """What a procedure needs and the visit lacked; the fields given are set, the others kept."""
+
+    birth_date: date | None = None
+    email: EmailStr | None = None
+    phone: str | None = Field(None, pattern=r"^\+?[0-9 .]{8,20}$")
+    postal_address: PostalAddressIn | None = None
+
+
 class VisitIn(Strict):
     site_id: str = Field(pattern=SITE_ID, description="Where the visit takes place (site or permanence).")
     channel: Literal["in_person", "phone", "video"] = "in_person"

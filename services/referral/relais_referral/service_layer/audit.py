@@ -16,7 +16,7 @@ from relais_kit import numbers
 from relais_kit.auth import User
 from relais_referral.service_layer.scope import Scope
 
-ACTIONS = ("view", "refer", "provide_info", "cancel", "close", "reroute", "view_visit")
+ACTIONS = ("view", "refer", "provide_info", "cancel", "close", "reroute", "view_visit", "complete_visit")
 CHANNELS = ("ui", "api")
 PAGE_SIZE = 50
 
@@ -48,6 +48,13 @@ async def record(conn: asyncpg.Connection, user: User, referral_id: str, action:
 async def visit_viewed(conn: asyncpg.Connection, user: User, visit_id: str) -> None:
     await conn.execute(
         "INSERT INTO audit (user_id, role, visit_id, action, channel) VALUES ($1, $2, $3, 'view_visit', $4)",
+        user.user_id, user.role, visit_id, _channel.get())
+
+
+async def visit_completed(conn: asyncpg.Connection, user: User, visit_id: str) -> None:
+    """The citizen's record on the visit completed (birth date, contact) before a referral."""
+    await conn.execute(
+        "INSERT INTO audit (user_id, role, visit_id, action, channel) VALUES ($1, $2, $3, 'complete_visit', $4)",
         user.user_id, user.role, visit_id, _channel.get())
 
 

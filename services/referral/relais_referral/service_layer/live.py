@@ -95,3 +95,21 @@ def reader(pool: asyncpg.Pool, referral_id: str) -> Callable[[], Awaitable[Lates
         async with pool.acquire(timeout=5) as conn:
             return await latest(conn, referral_id)
     return read
+
+
+# --- Today's list: the same feed, for every referral of the user's sites ------------------
+
+async def latest_seq_of_sites(conn: asyncpg.Connection, sites: list[str] | None) -> int:
+    """The last timeline entry of the referrals of `sites` (None: every site). Read
+    newest first along the timeline's key: cheap while the scope's referrals move."""
+    found = await conn.fetchval(
+        "SELECT t.id FROM referral_timeline t JOIN referrals r ON r.referral_id = t.referral_id"
+        " WHERE $1::text[] IS NULL OR r.site_id = ANY($1::text[]) ORDER BY t.id DESC LIMIT 1", sites)
+    return int(found or 0)
+
+
+def sites_reader(pool: asyncpg.Pool, sites: list[str] | None) -> Callable[[], Awaitable[Latest | None]]:
+    async def read() -> Latest | None:
+        async with pool.acquire(timeout=5) as conn:
+            return Latest(await latest_seq_of_sites(conn, sites), "", False)
+    return read

@@ -16,6 +16,7 @@ from relais_kit.consumer import Refused
 from relais_kit.envelope import CloudEvent, now
 from relais_referral.adapters import accounts, store
 from relais_referral.domain import events, retention
+from relais_referral.domain.catalogue import missing_citizen_fields
 from relais_referral.domain.deadlines import due_at
 from relais_referral.domain.lifecycle import Actor, ForbiddenTransition, Move, Status
 from relais_referral.domain.model import Referral
@@ -37,12 +38,18 @@ async def request_referral(conn: asyncpg.Connection, ctx: Context, user: User, v
         raise NotAllowed(f"{user.user_id} does not work at {visit.site_id}")
     if ctx.catalogue.operator(operator) is None:
         raise InvalidField("operator", f"unknown operator {operator!r}")
-    if ctx.catalogue.procedure(operator, procedure) is None:
+    needs = ctx.catalogue.procedure(operator, procedure)
+    if needs is None:
         raise InvalidField("procedure", f"{procedure!r} is not a procedure of {operator}")
     if operator not in site.operators:
         raise InvalidField("operator", f"{operator} is not served at site {visit.site_id}")
     if visit.citizen is None:
         raise InvalidField("visit_id", f"the personal data of visit {visit_id} was erased: open a new visit")
+    missing = missing_citizen_fields(needs, visit.citizen)
+    if missing:  # sent without it, it would only come back as an information request
+        raise InvalidField(f"citizen.{missing[0]}",
+                           f"{procedure} needs the citizen's {', '.join(missing)}, which the visit lacks: "
+                           f"complete the visit first (PATCH /api/v1/visits/{visit_id}/citizen)")
     referral = Referral(
         referral_id=str(uuid.uuid4()), visit_id=visit_id, operator=operator, procedure=procedure,
         site_id=visit.site_id, adviser_id=user.user_id, summary=summary,
@@ -91,10 +98,13 @@ async def route(conn: asyncpg.Connection, ctx: Context, referral_id: str) -> Non
                       events.routed(referral, at, inbox))
 
 
+# What each operator reply moves, and every field of it that the referral keeps (on its
+# timeline, for the adviser's page) and carries on in `referral.<move>`: all its
+# contract's properties but the referral id and the operator's own time.
 OPERATOR_MOVES: dict[str, tuple[Move, tuple[str, ...]]] = {
-    "operator.acknowledged": (Move.ACKNOWLEDGE, ("case_reference",)),
-    "operator.info_requested": (Move.REQUEST_INFO, ("question",)),
-    "operator.rejected": (Move.REJECT, ("reason_code", "suggested_operator")),
+    "operator.acknowledged": (Move.ACKNOWLEDGE, ("case_reference", "expert")),
+    "operator.info_requested": (Move.REQUEST_INFO, ("question", "documents")),
+    "operator.rejected": (Move.REJECT, ("reason_code", "reason", "suggested_operator")),
     "operator.answered": (Move.ANSWER, ("outcome", "message_to_citizen", "message_to_adviser",
                                         "appointment", "documents")),
 }
@@ -119,6 +129,8 @@ async def apply_operator_event(conn: asyncpg.Connection, ctx: Context, operator:
         extra["appointment"] = {k: extra["appointment"][k] for k in ("at", "place")}
     detail = {k: v for k, v in extra.items() if v is not None}
     await store.save_status(conn, referral)
+    if move is Move.ACKNOWLEDGE and detail.get("case_reference") and not referral.anonymised_at:
+        await store.note_operator_reference(conn, ctx.vault, referral_id, str(detail["case_reference"]))
     await store.add_to_timeline(conn, ctx.vault, referral_id, move.value, referral.status, f"operator:{operator}",
                                 at, retention.stripped(detail) if referral.anonymised_at else detail)
     if move is Move.ANSWER:
@@ -136,6 +148,8 @@ async def note_notification(conn: asyncpg.Connection, ctx: Context, event: Cloud
     if referral is None:
         raise Refused("unknown_referral", f"referral {referral_id} is not known here")
     detail = {k: event.data.get(k) for k in ("channel", "recipient", "reason") if event.data.get(k)}
+    if event.name == "notification.sent" and detail.get("channel") == "letter":
+        detail["notification_id"] = event.data["notification_id"]  # the letter to print, from the page
     await store.add_to_timeline(conn, ctx.vault, referral_id, event.name, None, "notifications", event.time,
                                 retention.stripped(detail) if referral.anonymised_at else detail)
 

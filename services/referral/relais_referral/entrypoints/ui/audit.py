@@ -19,6 +19,7 @@ ACTION_LABELS = {
     "view": "Consultation", "refer": "Orientation vers l'opérateur", "provide_info": "Réponse à l'opérateur",
     "cancel": "Annulation", "close": "Clôture", "reroute": "Réorientation",
     "view_visit": "Consultation d'une visite",
+    "complete_visit": "Ajout d'informations à une visite",
 }
 CHANNEL_LABELS = {"ui": "Pages web", "api": "API"}
 

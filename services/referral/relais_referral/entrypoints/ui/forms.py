@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from relais_kit import numbers
 from relais_referral.domain.catalogue import Catalogue
 from relais_referral.domain.model import Citizen, PostalAddress
-from relais_referral.entrypoints.schemas import CitizenIn
+from relais_referral.entrypoints.schemas import CitizenCompletionIn, CitizenIn
 
 _ONE_LINE = re.compile(r"^[^\x00-\x1f\x7f]*$")
 _FREE_TEXT = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
@@ -24,7 +24,7 @@ _POSTCODE = re.compile(r"^\d{5}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 CHANNELS = ("sms", "email", "letter", "none")
 VISIT_FIELDS = ("given_name", "family_name", "birth_date", "contact_channel", "phone", "email",
-                "street", "postcode", "city", "consent")
+                "street", "postcode", "city")
 PERMANENCE_KINDS = ("mobile_permanence", "bus")
 
 
@@ -122,6 +122,76 @@ def check_visit(form: Mapping[str, str], today: date) -> Checked:
         given_name=checked.given_name, family_name=checked.family_name, birth_date=checked.birth_date,
         contact_channel=c.channel.value, email=c.email, phone=c.phone,
         postal_address=PostalAddress(address.street, address.postcode, address.city) if address else None))
+
+
+# What a procedure may need that a visit lacks, in words (domain.catalogue.ASKED_FIELDS),
+# and the form fields that give each.
+NEEDED_LABELS = {"birth_date": "date de naissance", "postal_address": "adresse postale",
+                 "email": "adresse électronique", "phone": "numéro de téléphone portable"}
+NEEDED_INPUTS = {"birth_date": ("birth_date",), "postal_address": ("street", "postcode", "city"),
+                 "email": ("email",), "phone": ("phone",)}
+
+
+def needed_in_words(fields: Sequence[str]) -> str:
+    """("birth_date", "postal_address") → "date de naissance et adresse postale"."""
+    words = [NEEDED_LABELS[f] for f in fields]
+    return ", ".join(words[:-1]) + " et " + words[-1] if len(words) > 1 else "".join(words)
+
+
+def missing_in_words(field: str) -> str:
+    """Why a procedure cannot be sent, for a page: what the visit lacks, in words."""
+    what = {"birth_date": "la date de naissance", "postal_address": "l'adresse postale",
+            "email": "l'adresse électronique", "phone": "le numéro de téléphone portable"}.get(field, "une information")
+    return (f"Cette démarche demande {what} de la personne, que sa visite n'indique pas : ouvrez une nouvelle "
+            "visite pour l'orienter vers cette démarche.")
+
+
+def check_additions(form: Mapping[str, str], missing: Sequence[str], today: date) -> Checked:
+    """The fields a procedure needs and the visit lacks, as typed at the referral's
+    confirmation: all required. The value: keyword arguments of
+    service_layer.visits.complete_citizen."""
+    errors: dict[str, str] = {}
+    value: dict[str, Any] = {}
+    if "birth_date" in missing:
+        raw = (form.get("birth_date") or "").strip()
+        birth = _date(raw) if raw else None
+        if not raw:
+            errors["birth_date"] = "Indiquez la date de naissance : cette démarche en a besoin."
+        elif birth is None:
+            errors["birth_date"] = "Indiquez une date de naissance comme 02/04/1963."
+        elif birth > today or birth.year < 1900:
+            errors["birth_date"] = "Cette date de naissance n'est pas plausible."
+        value["birth_date"] = birth
+    if "postal_address" in missing:
+        street = _text(form, "street", errors, label="le numéro et la voie", required=True, max_length=200)
+        postcode = _text(form, "postcode", errors, label="le code postal", required=True, max_length=5)
+        if postcode and "postcode" not in errors and not _POSTCODE.match(postcode):
+            errors["postcode"] = "Le code postal compte 5 chiffres, par exemple 47000."
+        city = _text(form, "city", errors, label="la commune", required=True, max_length=100)
+        value["postal_address"] = PostalAddress(street or "", postcode or "", city or "")
+    if "email" in missing:
+        email = _text(form, "email", errors, label="l'adresse électronique", required=True, max_length=254)
+        if email and "email" not in errors and not _EMAIL.match(email):
+            errors["email"] = "Indiquez une adresse électronique valide, par exemple nom@exemple.fr."
+        value["email"] = email
+    if "phone" in missing:
+        phone = _text(form, "phone", errors, label="le numéro de téléphone portable", required=True, max_length=20)
+        if phone and "phone" not in errors and not _PHONE.match(phone):
+            errors["phone"] = "Indiquez un numéro de téléphone, par exemple 06 12 34 56 78."
+        value["phone"] = phone
+    if errors:
+        return Checked(errors=errors)
+    address = value.get("postal_address")
+    try:  # the API's own model: the same rules whichever way a visit is completed
+        CitizenCompletionIn(birth_date=value.get("birth_date"), email=value.get("email"), phone=value.get("phone"),
+                            postal_address=vars(address) if address else None)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = [str(p) for p in error.get("loc", ())]
+            name = loc[-1] if loc and loc[-1] in VISIT_FIELDS else NEEDED_INPUTS[loc[0]][0] if loc else "_form"
+            errors.setdefault(name, "Cette valeur n'est pas acceptée.")
+        return Checked(errors=errors)
+    return Checked(value)
 
 
 @dataclass(frozen=True)

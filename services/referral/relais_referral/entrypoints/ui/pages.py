@@ -124,7 +124,9 @@ def make_pages(signer: TokenSigner, production: bool, session_hours: float = 10.
                  ttl=timedelta(hours=session_hours), problem_template="ui/problem.html.j2", context=extra,
                  globals={"status_labels": STATUS_LABELS, "status_badges": STATUS_BADGES, "roles": ROLES,
                           "contact_channels": CONTACT_CHANNELS,
-                          "operator_names": {c: o.name for c, o in catalogue.operators.items()}})
+                          "operator_names": {c: o.name for c, o in catalogue.operators.items()},
+                          "procedure_labels": {p.code: p.label for o in catalogue.operators.values()
+                                               for p in o.procedures.values()}})
 
 
 # -- for the routes ----------------------------------------------------------------------------
@@ -135,8 +137,9 @@ def pages(request: Request) -> Pages:
 
 def render(request: Request, template: str, status_code: int = 200, **context: Any) -> Response:
     """The template (extending ui/base.html.j2) with request, session, user, csrf_token, now
-    and `context`. Pass `nav="aujourdhui" | "nouvelle" | "demandes" | "statistiques" | "journal"`
-    to mark the current menu entry."""
+    and `context`. Pass `nav="aujourdhui" | "nouvelle" | "demandes" | "statistiques" | "journal"`:
+    the menu's section of the page (its entry is marked as the current page when the address is
+    the entry's own, as the page's section otherwise: a referral is in "Demandes")."""
     return pages(request).render(request, template, status_code, **context)
 
 

@@ -17,7 +17,8 @@ from fastapi.responses import RedirectResponse, Response
 from relais_kit.logs import log
 from relais_kit.tokens import TokenSigner
 from relais_kit.webui import Session, local_path
-from relais_referral.adapters import oidc, store
+from relais_referral.adapters import oidc
+from relais_referral.entrypoints.ui import place_of_day
 from relais_referral.entrypoints.ui.pages import (
     HOME,
     SIGN_IN,
@@ -169,7 +170,7 @@ async def callback(request: Request) -> Response:
                                                identity.email, identity.email_verified,
                                                emails_verified=settings.oidc_emails_verified,
                                                production=settings.production)
-            home = await store.get_site(conn, account.site_id) if account.site_id else None
+            begin = await place_of_day.start(conn, account.user())
     except agents.Refused as refused:
         log.info("proconnect_refused", reason=refused.reason)  # never the address: personal data
         if refused.reason in REFUSALS:
@@ -184,8 +185,8 @@ async def callback(request: Request) -> Response:
     data["idp"] = "proconnect"
     if identity.id_token:
         data["id_token"] = identity.id_token  # for the provider's logout (provider_logout)
-    if home is not None:
-        data.update(place_id=home.site_id, place_name=home.name)
+    data.update(place_of_day.session_place(begin.place))
     await pages(request).sign_in(request, user.user_id, user.display_name, data)
-    log.info("signed_in", user=user.user_id, role=user.role, via="proconnect")
-    return _forget_attempt(request, redirect(request, local_path(attempt.next_path, HOME)))
+    log.info("signed_in", user=user.user_id, role=user.role, via="proconnect", place_asked=begin.ask)
+    suite = local_path(attempt.next_path, "")
+    return _forget_attempt(request, redirect(request, place_of_day.after_sign_in(begin, suite, HOME)))

@@ -19,6 +19,7 @@ from relais_kit.logs import log
 from relais_kit.vault import Vault
 from relais_kit.webui import PageProblem
 from relais_referral.domain.model import Referral
+from relais_referral.entrypoints.ui.forms import missing_in_words
 from relais_referral.entrypoints.ui.pages import (
     Form,
     Viewer,
@@ -53,6 +54,7 @@ from relais_referral.service_layer.context import Context
 from relais_referral.service_layer.errors import Conflict, InvalidField, NotAllowed, NotFound
 
 router = APIRouter(dependencies=[Depends(audit.ui_channel)])
+CONFIRM = "ui/confirm.html.j2"
 
 
 def _id(raw: str) -> str:
@@ -157,6 +159,9 @@ async def _act(request: Request, user: WebUser, rid: str, slug: str, action: Act
         raise PageProblem(403, "Action non autorisée", "Seul un conseiller du site de la demande peut la faire "
                           "évoluer.") from None
     except InvalidField as exc:
+        if exc.field.startswith("citizen."):  # the new procedure needs what the visit lacks (a birth date…)
+            return await _again(request, user, rid, slug, 422, values=values,
+                                errors={"_form": missing_in_words(exc.field.removeprefix("citizen."))})
         message = {"operator": "Cet opérateur n'est pas proposé sur le lieu de la demande.",
                    "procedure": "Cette démarche n'appartient pas à l'opérateur choisi."}.get(exc.field, exc.message)
         return await _again(request, user, rid, slug, 422, errors={exc.field: message}, values=values)
@@ -183,13 +188,52 @@ async def provide_info(request: Request, referral_id: str, user: Writer, form: F
                       lambda conn, ctx: follow_up.provide_info(conn, ctx, user.as_user(), rid, message), form)
 
 
+def _cancel_page(request: Request, view: ReferralView, status_code: int = 200, *,
+                 errors: Mapping[str, str] | None = None, values: Mapping[str, str] | None = None) -> Response:
+    """Cancelling cannot be undone: asked first, naming the person and the procedure."""
+    ctx, referral = context(request), view.referral
+    citizen = view.visit.citizen if view.visit else None
+    return render(
+        request, CONFIRM, status_code, nav="demandes",
+        question=f"Annuler la demande de {citizen.display_name} ?" if citizen else "Annuler cette demande ?",
+        explanation=[f"{_operator_name(ctx, referral.operator)} — {_procedure_label(ctx, referral)}.",
+                     "L'opérateur en sera informé. Une demande annulée ne peut pas être reprise : "
+                     "il faudrait en envoyer une nouvelle."],
+        action=f"/demandes/{referral.referral_id}/annuler", yes="Oui, annuler la demande",
+        back=f"/demandes/{referral.referral_id}", no="Non, revenir à la demande", reason=True,
+        errors=errors or {}, values=values or {})
+
+
+def _mover(user: WebUser) -> None:
+    if user.role != "adviser":
+        raise PageProblem(403, "Action non autorisée", "Seuls les conseillers font évoluer une demande.")
+
+
+@router.get("/demandes/{referral_id}/annuler")
+async def cancel_page(request: Request, referral_id: str, user: Viewer) -> Response:
+    rid = _id(referral_id)
+    _mover(user)
+    async with transaction(request) as conn:
+        view = await _view(conn, context(request).vault, user, rid)
+    if "annuler" not in allowed_actions(user.role, view.referral.status):
+        return redirect(request, f"/demandes/{rid}")
+    return _cancel_page(request, view)
+
+
 @router.post("/demandes/{referral_id}/annuler")
 async def cancel(request: Request, referral_id: str, user: Writer, form: Form) -> Response:
     rid = _id(referral_id)
+    _mover(user)
     errors: dict[str, str] = {}
     reason = text(form, "reason", errors, max_length=500)
-    if errors:
-        return await _again(request, user, rid, "annuler", 422, errors=errors, values=form)
+    if errors or form.get("confirmation") != "oui":  # not confirmed (a misclick, a forged form): ask
+        async with transaction(request) as conn:
+            view = await _view(conn, context(request).vault, user, rid)
+        if "annuler" not in allowed_actions(user.role, view.referral.status):
+            return _page(request, user, view, 409, action="annuler",
+                         refused=refusal("annuler", view.referral.status.value))
+        log.info("referral_cancel_asked", confirmed=False)
+        return _cancel_page(request, view, 422 if errors else 200, errors=errors, values=form)
     return await _act(request, user, rid, "annuler",
                       lambda conn, ctx: follow_up.cancel(conn, ctx, user.as_user(), rid, reason), form)
 

@@ -9,7 +9,7 @@ from relais_kit import numbers
 from relais_kit.logs import log
 from relais_kit.throttle import TooManyAttempts, client_address
 from relais_kit.webui import local_path
-from relais_referral.adapters import store
+from relais_referral.entrypoints.ui import place_of_day
 from relais_referral.entrypoints.ui.pages import (
     HOME,
     SIGN_IN,
@@ -77,13 +77,12 @@ async def signin(request: Request, form: Form) -> Response:
                       **_flags(request),
                       errors={"_form": "Identifiant ou mot de passe incorrect."})
     async with connection(request) as conn:
-        home = await store.get_site(conn, user.site_id) if user.site_id else None
+        begin = await place_of_day.start(conn, user)
     data = session_data(user)
-    if home is not None:
-        data.update(place_id=home.site_id, place_name=home.name)
+    data.update(place_of_day.session_place(begin.place))
     await pages(request).sign_in(request, user.user_id, user.display_name, data)
-    log.info("signed_in", user=user.user_id, role=user.role)
-    return redirect(request, suite or HOME)
+    log.info("signed_in", user=user.user_id, role=user.role, place_asked=begin.ask)
+    return redirect(request, place_of_day.after_sign_in(begin, suite, HOME))
 
 
 def _too_many(exc: TooManyAttempts) -> str:

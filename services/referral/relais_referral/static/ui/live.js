@@ -4,19 +4,32 @@
 // the status badge #statut), the facts (#faits: due date, outcome…), the timeline
 // (#chronologie) and, when the status changed, the actions (#actions). What changed is
 // announced to screen readers (#annonce, aria-live="polite"). Progressive enhancement:
-// without this script, the "Actualiser" link.
+// without this script, the "Actualiser" link. Needs live-feed.js (loaded before).
 (function () {
   "use strict";
   var root = document.getElementById("demande");
-  if (!root || !window.EventSource || !window.fetch || !window.DOMParser) { return; }
+  if (!root || !window.relaisFollow || !window.EventSource || !window.fetch || !window.DOMParser) { return; }
   var announcer = document.getElementById("annonce");
-  var busy = false;
-  var pending = false;
 
   function swap(fresh, id) {
     var old = document.getElementById(id);
     var next = fresh.getElementById(id);
     if (old && next) { old.replaceWith(document.importNode(next, true)); }
+  }
+
+  // The success banner of the adviser's last action (?fait=…) is stale once the
+  // operator moved the referral: removed, and dropped from the address (a reload
+  // would show it again).
+  function forgetDone() {
+    var done = document.getElementById("fait");
+    if (done) { done.remove(); }
+    if (window.history && window.history.replaceState && window.URL) {
+      var url = new URL(window.location.href);
+      if (url.searchParams.has("fait")) {
+        url.searchParams.delete("fait");
+        window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+      }
+    }
   }
 
   function labels(from) {
@@ -40,6 +53,7 @@
     var actions = document.getElementById("actions");
     var typing = actions && actions.contains(document.activeElement);
     if (badge.getAttribute("data-status") !== before && !typing) { swap(fresh, "actions"); }
+    if (badge.getAttribute("data-status") !== before) { forgetDone(); }
     var news = labels(known);
     if (news.length && announcer) {
       announcer.textContent = "Nouveau : " + news.join(", ") + ". Statut de la demande : " +
@@ -47,30 +61,10 @@
     }
   }
 
-  function refresh() {
-    if (busy) { pending = true; return; }
-    busy = true;
-    fetch(root.getAttribute("data-fragment"), { credentials: "same-origin", headers: { "Accept": "text/html" } })
-      .then(function (response) {
-        if (!response.ok) { throw new Error("HTTP " + response.status); }
-        return response.text();
-      })
-      .then(apply)
-      .catch(function () { /* the next event, or the "Actualiser" link */ })
-      .then(function () {
-        busy = false;
-        if (pending) { pending = false; refresh(); }
-      });
-  }
-
-  var feed = new EventSource(root.getAttribute("data-flux"));
-  feed.addEventListener("chronologie", refresh);
-  feed.addEventListener("fin", function () {
-    feed.close();
+  window.relaisFollow(root, apply, function () {
     var note = document.getElementById("actualisation");
     if (note && note.firstChild) {
       note.firstChild.textContent = "La mise à jour automatique s'est arrêtée. ";
     }
   });
-  window.addEventListener("pagehide", function () { feed.close(); });
 })();
