@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 export PYTHONPATH := libs/relais_kit:services/referral:services/sites:services/notifications:services/desk:services/ops:conformance:.
 
-.PHONY: install run test deploy-check prometheus alerts test-unit test-integration test-e2e test-faults test-browser screens chromium lint typecheck contract contract-release bench lock clean
+.PHONY: install run test deploy-check prometheus kannel alerts test-unit test-integration test-e2e test-faults test-browser screens chromium lint typecheck contract contract-release bench lock clean
 
 # npm projects: the DSFR styles of the server-rendered UIs (desk, adviser pages), the Node.js operator example, the
 # AsyncAPI validator and HTML generator of the contract guards, the image definition's linter.
@@ -23,11 +23,11 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/pip install -q -r requirements.txt
 	touch $@
 
-run: install prometheus
+run: install prometheus kannel
 	$(BIN)/python -m deploy.local.run
 
 # The fault scenarios (whole platforms, minutes each) are `make test-faults`: CI runs both.
-test: install chromium prometheus alerts lint typecheck contract
+test: install chromium prometheus kannel alerts lint typecheck contract
 	$(BIN)/pytest -q --ignore=tests/faults
 
 # Debian's Prometheus: the server `make run` starts, and promtool (deploy/prometheus
@@ -54,6 +54,11 @@ deploy-check: install prometheus
 	$(BIN)/python deploy/kafka/generate.py --out deploy/kafka/generated --check
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
 	$(BIN)/pytest -q tests/unit/test_deploy_manifests.py tests/unit/test_deploy_acls.py
+
+# Debian's Kannel (bearerbox, smsbox) and fakesmsc: the SMS gateway `make run` and the
+# tests start; does nothing when present.
+kannel:
+	bash deploy/kannel/install-kannel.sh
 
 # Debian's Chromium (and its French locale) for the browser tests; does nothing when present.
 chromium:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import IO, Any, Literal, TypeVar
 
+from deploy.kannel import config as kannel_config
 from deploy.local import pgroles
 from deploy.local import prometheus as local_prometheus
 from deploy.local.kafka_auth import LocalKafkaAuth
@@ -61,6 +62,7 @@ DEFAULT_BROKER_PORT = 9092
 DEFAULT_SMTP_PORT = 8025
 STOP_TIMEOUT_S = 10.0
 LOG_TAIL_LINES = 40
+KANNEL_CHILDREN = ("fakesmsc", "smsbox", "bearerbox")  # in the order to stop them
 
 T = TypeVar("T")
 
@@ -176,6 +178,7 @@ class LocalPlatform:
         instances: int = 1,
         bind_host: str = "127.0.0.1",
         prometheus: bool = False,
+        kannel: bool | None = None,
     ) -> None:
         if ports not in ("default", "free"):
             raise ValueError(f"ports must be 'default' or 'free', not {ports!r}")
@@ -234,6 +237,13 @@ class LocalPlatform:
         # database role...): filled while starting, read by _spawn.
         self.child_env: dict[str, dict[str, str]] = {}
         self.service_database_urls: dict[str, str] = {}  # service -> its own role's URL
+        # SMS through a real Kannel (children `bearerbox`, `smsbox`, `fakesmsc`: the
+        # operator's stand-in, whose log shows each SMS) when installed and not turned off
+        # (RELAIS_KANNEL=0); else the spool file. Filled at start.
+        if kannel is None:
+            kannel = (self.extra_env.get("RELAIS_KANNEL") or os.environ.get("RELAIS_KANNEL", "1")) != "0"
+        self.kannel_wanted = kannel
+        self.kannel: kannel_config.Kannel | None = None
 
     # ------------------------------------------------------------------ addresses
 
@@ -314,6 +324,7 @@ class LocalPlatform:
         self.mailbox = Mailbox(self.data_dir / "mail", self.bind_host, self.smtp_port)
         self._spawn("mailbox", fresh_log=True)
         wait_for_port(self.smtp_port, self.bind_host)
+        self._start_kannel()
         for name in self.children:  # all at once, then wait for each
             self._spawn(name, fresh_log=True)
         for name in self.children:
@@ -579,6 +590,9 @@ class LocalPlatform:
                     "--host", self.bind_host, "--port", str(self.smtp_port)]
         if name == "simulator":
             return [sys.executable, str(SIMULATOR), *self.simulator_args]
+        if name in KANNEL_CHILDREN:
+            assert self.kannel is not None
+            return self.kannel.commands()[name]
         if name == "kafka-gateway":
             auth = self.kafka_credentials
             return [sys.executable, "-m", "deploy.local.sasl_gateway", "--listen", self.bootstrap,
@@ -654,6 +668,31 @@ class LocalPlatform:
         except (TimeoutError, PlatformError) as exc:
             raise PlatformError(f"service {name} did not become healthy: {exc}\n"
                                 f"--- last lines of {self.log_path(name)}:\n{log_tail(self.log_path(name))}") from exc
+
+    # ------------------------------------------------------------------ Kannel
+
+    def _start_kannel(self) -> None:
+        """Starts bearerbox, smsbox and fakesmsc and points the notifications service at
+        them; says why not when Kannel is off or missing (SMS then go to the spool file)."""
+        if not self.kannel_wanted:
+            print("relais: Kannel off (RELAIS_KANNEL=0): SMS go to the spool file", file=sys.stderr, flush=True)
+            return
+        if not kannel_config.installed():
+            print("relais: Kannel is not installed (deploy/kannel/install-kannel.sh): SMS go to the spool file",
+                  file=sys.stderr, flush=True)
+            return
+        ports = kannel_config.KannelPorts(admin=free_port(), smsbox=free_port(), smsc=free_port(),
+                                          sendsms=free_port())
+        self.kannel = kannel_config.Kannel(self.data_dir / "kannel", ports)
+        self.kannel.write()
+        self._spawn("bearerbox", fresh_log=True)
+        wait_for_port(ports.smsbox, "127.0.0.1")
+        wait_for_port(ports.smsc, "127.0.0.1")
+        self._spawn("smsbox", fresh_log=True)
+        self._spawn("fakesmsc", fresh_log=True)
+        wait_for_port(ports.sendsms, "127.0.0.1")
+        own = self.child_env.setdefault("notifications", {})
+        own.update(self.kannel.notifications_env(f"{self.url('notifications')}/kannel/dlr"))
 
     # ------------------------------------------------------------------ Prometheus
 
@@ -765,6 +804,8 @@ class LocalPlatform:
             elif name == "prometheus":
                 self._spawn(name, fresh_log=False)
                 self._wait_prometheus()
+            elif name in KANNEL_CHILDREN:
+                self._spawn(name, fresh_log=False)
             else:
                 self._spawn(name, fresh_log=False)
                 self._wait_service(name)
@@ -816,6 +857,8 @@ class LocalPlatform:
                                                                if n in self.processes])))
             if "mailbox" in self.processes:
                 steps.append(("mailbox", lambda: self._terminate([self.processes["mailbox"]])))
+            if kannel := [self.processes[n] for n in KANNEL_CHILDREN if n in self.processes]:
+                steps.append(("kannel", lambda: self._terminate(kannel)))
             if "kafka-gateway" in self.processes:
                 steps.append(("kafka-gateway", lambda: self._terminate([self.processes["kafka-gateway"]])))
             if "broker" in self.processes:

@@ -148,6 +148,9 @@ def banner(p: LocalPlatform) -> str:
         f"Broker          {broker}",
         f"Database        {database}",
         f"Mail (SMTP)     smtp://127.0.0.1:{p.smtp_port}; every mail is kept as a .eml file in {p.mail_dir}",
+        (f"SMS             Kannel {p.kannel.sendsms_url}; fakesmsc (the operator) logs each SMS in "
+         f"{p.log_path('fakesmsc')}" if p.kannel else
+         f"SMS             no Kannel: every SMS is a line of {p.data_dir / 'sms' / 'sms.jsonl'}"),
         f"Operators       simulated: {simulated}",
         *([f"                played by the operator desk: {p.desk_operator}"] if p.desk_operator else []),
         *([f"                yours to play (RELAIS_LIVE_OPERATORS): {os.environ['RELAIS_LIVE_OPERATORS']}; "

@@ -84,7 +84,8 @@ def test_every_event_of_the_catalogue_has_a_schema() -> None:
         "visit.opened", "visit.closed", "referral.requested", "referral.routed",
         "referral.acknowledged", "referral.info_requested", "referral.info_provided",
         "referral.rejected", "referral.answered", "referral.closed", "referral.cancelled",
-        "referral.overdue", "referral.reminder", "notification.sent", "notification.failed",
+        "referral.overdue", "referral.reminder", "notification.sent", "notification.delivered",
+        "notification.failed",
         "site.upserted", "site.retired", *OPERATOR_WRITTEN, *PRIVACY,
     }
     assert {event_name(p) for p in EVENT_FILES} == catalogue
@@ -347,7 +348,7 @@ def asyncapi() -> dict[str, Any]:
 
 def test_asyncapi_is_version_3(asyncapi: dict[str, Any]) -> None:
     assert asyncapi["asyncapi"] == "3.0.0"
-    assert asyncapi["info"]["version"] == "1.1.0"  # optional fields added since the 1.0.0 release
+    assert asyncapi["info"]["version"] == "1.2.0"  # notification.delivered added since the 1.1.0 release
     assert asyncapi["defaultContentType"] == "application/json"
 
 

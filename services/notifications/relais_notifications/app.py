@@ -11,19 +11,31 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from relais_kit.auth import api_verifier
-from relais_kit.logs import configure_logging
+from relais_kit.logs import configure_logging, log
 from relais_kit.runtime import Runtime, serving
 from relais_kit.tracing import FASTAPI_TELEMETRY, configure_tracing
 from relais_kit.web import documentation, prepare_app
 from relais_notifications.adapters import store
+from relais_notifications.adapters.kannel import KannelSettings, KannelSmsGateway
 from relais_notifications.adapters.mailer import SmtpMailer
+from relais_notifications.adapters.ports import SmsGateway
 from relais_notifications.adapters.sms import SpoolSmsGateway
-from relais_notifications.entrypoints import api
+from relais_notifications.entrypoints import api, kannel
 from relais_notifications.service_layer import handlers, privacy, retention, sites_view
 from relais_notifications.service_layer.delivery import DeliveryLoop
 from relais_notifications.settings import NotificationsSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def sms_gateway(settings: NotificationsSettings) -> SmsGateway:
+    if settings.sms_gateway == "kannel":
+        log.info("sms_gateway", gateway="kannel", sendsms_url=settings.kannel_sendsms_url)
+        return KannelSmsGateway(KannelSettings(
+            sendsms_url=settings.kannel_sendsms_url, user=settings.kannel_user, password=settings.kannel_password,
+            sender=settings.sms_sender, dlr_url=settings.kannel_dlr_url, dlr_secret=settings.kannel_dlr_secret))
+    log.info("sms_gateway", gateway="spool", spool=str(settings.sms_spool))
+    return SpoolSmsGateway(settings.sms_spool)
 
 
 def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
@@ -37,7 +49,7 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
             mailer=SmtpMailer(host=settings.smtp_host, port=settings.smtp_port,
                               mail_from=settings.mail_from, domain=settings.mail_domain,
                               timeout_s=settings.smtp_timeout_s),
-            sms=SpoolSmsGateway(settings.sms_spool),
+            sms=sms_gateway(settings),
             max_attempts=settings.max_attempts, retry_base_s=settings.retry_base_s,
             retry_max_s=settings.retry_max_s, poll_s=settings.poll_s, workers=settings.delivery_workers,
             lease_s=max(120.0, 3 * settings.smtp_timeout_s))
@@ -62,4 +74,6 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     app.state.token_verifier = api_verifier(settings, "notifications")
     prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))
     app.include_router(api.router)
+    app.state.kannel_dlr_secret = settings.kannel_dlr_secret if settings.sms_gateway == "kannel" else ""
+    app.include_router(kannel.router)
     return app

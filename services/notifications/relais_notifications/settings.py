@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from email.utils import parseaddr
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from relais_kit.settings import PlatformSettings
 
@@ -22,6 +22,18 @@ class NotificationsSettings(PlatformSettings):
     smtp_timeout_s: float = Field(default=30.0, gt=0, alias="RELAIS_SMTP_TIMEOUT_S")
     mail_from: str = Field(default=DEFAULT_FROM, alias="RELAIS_MAIL_FROM")
     sms_spool: Path = Field(default=Path(".data/sms"), alias="RELAIS_SMS_SPOOL")
+    # `spool` (a file, for development) or `kannel` (the SMS gateway, adapters/kannel.py):
+    # its smsbox's sendsms URL and user, the sender name the citizen sees, and the base of
+    # this service's delivery-report callback that Kannel calls, with a secret per delivery
+    # derived from RELAIS_KANNEL_DLR_SECRET.
+    sms_gateway: Literal["spool", "kannel"] = Field(default="spool", alias="RELAIS_SMS_GATEWAY")
+    kannel_sendsms_url: str = Field(default="http://127.0.0.1:13013/cgi-bin/sendsms",
+                                    alias="RELAIS_KANNEL_SENDSMS_URL")
+    kannel_user: str = Field(default="relais", alias="RELAIS_KANNEL_USER")
+    kannel_password: str = Field(default="", alias="RELAIS_KANNEL_PASSWORD")
+    sms_sender: str = Field(default="FranceSvcs", pattern=r"^[A-Za-z0-9]{1,11}$", alias="RELAIS_SMS_SENDER")
+    kannel_dlr_url: str = Field(default="http://127.0.0.1:8002/kannel/dlr", alias="RELAIS_KANNEL_DLR_URL")
+    kannel_dlr_secret: str = Field(default="", alias="RELAIS_KANNEL_DLR_SECRET")
     # Delivery loop: attempts before a delivery fails for good, exponential backoff
     # between them (base, doubled each time, capped), idle poll between wake-ups.
     max_attempts: int = Field(default=5, ge=1, alias="RELAIS_NOTIFICATIONS_MAX_ATTEMPTS")
@@ -32,6 +44,13 @@ class NotificationsSettings(PlatformSettings):
     # Days after which a delivery that is no longer pending loses its content (address,
     # subject, body); the facts of the delivery stay.
     retention_delivery_days: int = Field(default=180, ge=1, alias="RELAIS_RETENTION_DELIVERY_DAYS")
+
+    @model_validator(mode="after")
+    def _kannel_complete(self) -> NotificationsSettings:
+        if self.sms_gateway == "kannel" and (not self.kannel_password or len(self.kannel_dlr_secret) < 16):
+            raise ValueError("RELAIS_SMS_GATEWAY=kannel needs RELAIS_KANNEL_PASSWORD and a"
+                             " RELAIS_KANNEL_DLR_SECRET of 16 characters at least")
+        return self
 
     @property
     def mail_domain(self) -> str:

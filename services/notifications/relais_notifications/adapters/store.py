@@ -203,3 +203,50 @@ async def erase_older_than(conn: asyncpg.Connection, before: datetime, at: datet
         "UPDATE deliveries SET address = NULL, subject = NULL, body = NULL, erased_at = $2"
         " WHERE erased_at IS NULL AND status <> 'pending' AND created_at < $1", before, at)
     return int(status.split()[-1])
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A sent SMS whose delivery report just changed what is known of it."""
+
+    id: uuid.UUID
+    referral_id: uuid.UUID
+    cause_event_id: str
+    recipient: str
+    channel: str
+
+
+_REPORTED = "RETURNING id, referral_id, cause_event_id, recipient, channel"
+
+
+async def sms_state(conn: asyncpg.Connection, delivery_id: uuid.UUID) -> str | None:
+    """The status of an SMS delivery (None: no such SMS)."""
+    value = await conn.fetchval("SELECT status FROM deliveries WHERE id = $1 AND channel = 'sms'", delivery_id)
+    return None if value is None else str(value)
+
+
+async def mark_report(conn: asyncpg.Connection, delivery_id: uuid.UUID, report: str, at: datetime) -> bool:
+    """An intermediate report (submitted, buffered) on a sent SMS; never over a final one."""
+    return _one(await conn.execute(
+        "UPDATE deliveries SET report = $2, report_at = $3 WHERE id = $1 AND channel = 'sms' AND status = 'sent'"
+        " AND (report IS NULL OR report IN ('submitted', 'buffered'))", delivery_id, report, at))
+
+
+async def mark_delivered(conn: asyncpg.Connection, delivery_id: uuid.UUID, at: datetime) -> Reported | None:
+    """The telephone received the sent SMS; None when already known (or not a sent SMS)."""
+    row = await conn.fetchrow(
+        "UPDATE deliveries SET report = 'delivered', report_at = $2, delivered_at = $2"
+        " WHERE id = $1 AND channel = 'sms' AND status = 'sent' AND delivered_at IS NULL " + _REPORTED,
+        delivery_id, at)
+    return Reported(**dict(row)) if row else None
+
+
+async def mark_undelivered(conn: asyncpg.Connection, delivery_id: uuid.UUID, report: str, at: datetime,
+                           reason: str) -> Reported | None:
+    """The sent SMS never reached the telephone: the delivery fails with `reason`; None
+    when already known (or delivered, or not a sent SMS)."""
+    row = await conn.fetchrow(
+        "UPDATE deliveries SET status = 'failed', report = $2, report_at = $3, failed_at = $3, reason = $4"
+        " WHERE id = $1 AND channel = 'sms' AND status = 'sent' AND delivered_at IS NULL " + _REPORTED,
+        delivery_id, report, at, reason)
+    return Reported(**dict(row)) if row else None

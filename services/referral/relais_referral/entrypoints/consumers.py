@@ -39,7 +39,8 @@ def notification_handlers(ctx: Context) -> Mapping[str, Handler]:
         await referrals.note_notification(conn, ctx, d.event)
 
     return {event_type("notification.sent"): on_notification,
-            event_type("notification.failed"): on_notification}
+            event_type("notification.failed"): on_notification,
+            event_type("notification.delivered"): on_notification}
 
 
 def site_handlers() -> Mapping[str, Handler]:

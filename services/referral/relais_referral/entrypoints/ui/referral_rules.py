@@ -24,6 +24,7 @@ EVENT_LABELS: dict[str, str] = {
     "overdue": "Délai de réponse dépassé",
     "notification.sent": "Personne informée de la réponse",
     "notification.failed": "La personne n'a pas pu être informée",
+    "notification.delivered": "SMS reçu par la personne",
 }
 CLOSE_OUTCOMES: dict[str, str] = {
     "resolved": "Résolue", "partially_resolved": "Partiellement résolue",
