@@ -18,10 +18,12 @@ async def record(conn: asyncpg.Connection, state: SiteState) -> bool:
             state.site_id, state.updated_at)
     else:
         applied = await conn.fetchval(
-            "INSERT INTO sites (site_id, parent_site_id, department, retired, updated_at)"
-            " VALUES ($1, $2, $3, false, $4)"
+            "INSERT INTO sites (site_id, parent_site_id, department, retired, updated_at, name, street,"
+            " postcode, city) VALUES ($1, $2, $3, false, $4, $5, $6, $7, $8)"
             " ON CONFLICT (site_id) DO UPDATE SET parent_site_id = EXCLUDED.parent_site_id,"
-            " department = EXCLUDED.department, retired = false, updated_at = EXCLUDED.updated_at"
+            " department = EXCLUDED.department, retired = false, updated_at = EXCLUDED.updated_at,"
+            " name = EXCLUDED.name, street = EXCLUDED.street, postcode = EXCLUDED.postcode, city = EXCLUDED.city"
             " WHERE sites.updated_at <= EXCLUDED.updated_at RETURNING true",
-            state.site_id, state.parent_site_id, state.department, state.updated_at)
+            state.site_id, state.parent_site_id, state.department, state.updated_at, state.name, state.street,
+            state.postcode, state.city)
     return bool(applied)

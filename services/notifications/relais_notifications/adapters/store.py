@@ -169,6 +169,55 @@ async def letter(conn: asyncpg.Connection, vault: Vault, scope: Scope, delivery_
     return Letter(row["referral_id"], vault.open_optional(row["body"], BODY.context(delivery_id)), row["erased_at"])
 
 
+@dataclass(frozen=True)
+class PrintableLetter:
+    """A letter to print, with its sender: the site as this service's view knows it
+    (name and address None until known)."""
+
+    id: uuid.UUID
+    referral_id: uuid.UUID
+    site_id: str
+    created_at: datetime
+    text: str | None  # None once erased
+    erased_at: datetime | None
+    site_name: str | None = None
+    site_street: str | None = None
+    site_postcode: str | None = None
+    site_city: str | None = None
+
+
+_PRINTABLE = ("SELECT d.id, d.referral_id, d.site_id, d.created_at, d.body, d.erased_at, s.name AS site_name,"
+              " s.street AS site_street, s.postcode AS site_postcode, s.city AS site_city"
+              f" FROM {_WITH_SITE}")
+
+
+def _printable(vault: Vault, row: asyncpg.Record) -> PrintableLetter:
+    fields = {k: v for k, v in dict(row).items() if k != "body"}
+    return PrintableLetter(**fields, text=vault.open_optional(row["body"], BODY.context(row["id"])))
+
+
+async def printable_letter(conn: asyncpg.Connection, vault: Vault, scope: Scope,
+                           delivery_id: uuid.UUID) -> PrintableLetter | None:
+    """A letter delivery that `scope` covers, with its site; None as for `letter`."""
+    where, args = scope.where(*SCOPED_COLUMNS, [delivery_id])
+    row = await conn.fetchrow(
+        f"{_PRINTABLE} WHERE d.id = $1 AND d.channel = 'letter' AND d.recipient = 'citizen'"
+        f" {''.join(' AND ' + clause for clause in where)}", *args)
+    return _printable(vault, row) if row else None
+
+
+async def letters_of_day(conn: asyncpg.Connection, vault: Vault, scope: Scope, site_id: str,
+                         start: datetime, end: datetime) -> list[PrintableLetter]:
+    """The letters of a site created in [start, end) that `scope` covers, content not
+    erased, oldest first."""
+    where, args = scope.where(*SCOPED_COLUMNS, [site_id, start, end])
+    rows = await conn.fetch(
+        f"{_PRINTABLE} WHERE d.site_id = $1 AND d.channel = 'letter' AND d.recipient = 'citizen'"
+        " AND d.status = 'sent' AND d.erased_at IS NULL AND d.created_at >= $2 AND d.created_at < $3"
+        f" {''.join(' AND ' + clause for clause in where)} ORDER BY d.created_at, d.id", *args)
+    return [_printable(vault, row) for row in rows]
+
+
 async def of_referrals(conn: asyncpg.Connection, vault: Vault, referral_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
     """Every delivery of these referrals, content opened (the right of access)."""
     rows = await conn.fetch(

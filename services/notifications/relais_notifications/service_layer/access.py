@@ -9,7 +9,7 @@ service's view of the sites registry. A delivery whose site the view does not kn
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
@@ -18,6 +18,7 @@ from relais_kit.access import scope_of
 from relais_kit.auth import User
 from relais_kit.vault import Vault
 from relais_notifications.adapters import audit, store
+from relais_notifications.domain.french import PARIS
 
 
 class NoSuchLetter(Exception):
@@ -53,3 +54,32 @@ async def letter(conn: asyncpg.Connection, vault: Vault, user: User, delivery_id
     await audit.record(conn, user_id=user.user_id, role=user.role, action="letter",
                        referral_ids=[found.referral_id], delivery_id=delivery_id)
     return found.text
+
+
+async def printable_letter(conn: asyncpg.Connection, vault: Vault, user: User,
+                           delivery_id: uuid.UUID) -> store.PrintableLetter:
+    """A letter `user` may see, with its sender, to print as a PDF (audited as `letter`)."""
+    found = await store.printable_letter(conn, vault, scope_of(user), delivery_id)
+    if found is None:
+        raise NoSuchLetter(str(delivery_id))
+    if found.text is None:
+        raise LetterErased(found.erased_at)
+    await audit.record(conn, user_id=user.user_id, role=user.role, action="letter",
+                       referral_ids=[found.referral_id], delivery_id=delivery_id)
+    return found
+
+
+async def letters_of_day(conn: asyncpg.Connection, vault: Vault, user: User, site_id: str,
+                         day: date) -> list[store.PrintableLetter]:
+    """The letters of `site_id` written on `day` (Paris time) that `user` may see, one
+    audit row per letter; NoSuchLetter when there is none (none written, or none in
+    the reader's scope: the same answer)."""
+    start = datetime.combine(day, time(0), tzinfo=PARIS)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=PARIS)
+    found = await store.letters_of_day(conn, vault, scope_of(user), site_id, start, end)
+    if not found:
+        raise NoSuchLetter(site_id)
+    for letter_ in found:
+        await audit.record(conn, user_id=user.user_id, role=user.role, action="letter",
+                           referral_ids=[letter_.referral_id], delivery_id=letter_.id)
+    return found
