@@ -47,11 +47,17 @@ class ReferralSettings(PlatformSettings):
     # The notifications service's API: the adviser's pages fetch a letter to print from it,
     # with a short-lived token of the signed-in adviser.
     notifications_url: str = Field(default="http://127.0.0.1:8002", alias="RELAIS_NOTIFICATIONS_URL")
+    # The citizen's status link: the address it is printed with (the receipt, its QR),
+    # e.g. https://relais.example.fr (this service's own address when empty), and how
+    # many codes one client address may try (the page /suivi/{code}).
+    public_url: str = Field(default="", alias="RELAIS_PUBLIC_URL")
+    status_limit_per_address: str = Field(default="20 per minute", alias="RELAIS_STATUS_LIMIT_PER_ADDRESS")
 
     def model_post_init(self, context: object) -> None:
         super().model_post_init(context)
         for name, value in (("RELAIS_SIGNIN_LIMIT_PER_ACCOUNT", self.signin_limit_per_account),
-                            ("RELAIS_SIGNIN_LIMIT_PER_ADDRESS", self.signin_limit_per_address)):
+                            ("RELAIS_SIGNIN_LIMIT_PER_ADDRESS", self.signin_limit_per_address),
+                            ("RELAIS_STATUS_LIMIT_PER_ADDRESS", self.status_limit_per_address)):
             try:
                 parse(value)
             except ValueError as exc:

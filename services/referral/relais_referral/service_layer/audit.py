@@ -16,7 +16,8 @@ from relais_kit import numbers
 from relais_kit.auth import User
 from relais_referral.service_layer.scope import Scope
 
-ACTIONS = ("view", "refer", "provide_info", "cancel", "close", "reroute", "view_visit", "complete_visit")
+ACTIONS = ("view", "refer", "provide_info", "cancel", "close", "reroute", "view_visit", "complete_visit",
+           "print_receipt")
 CHANNELS = ("ui", "api")
 PAGE_SIZE = 50
 

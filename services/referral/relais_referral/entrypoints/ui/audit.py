@@ -20,6 +20,7 @@ ACTION_LABELS = {
     "cancel": "Annulation", "close": "Clôture", "reroute": "Réorientation",
     "view_visit": "Consultation d'une visite",
     "complete_visit": "Ajout d'informations à une visite",
+    "print_receipt": "Récépissé imprimé (nouveau code de suivi)",
 }
 CHANNEL_LABELS = {"ui": "Pages web", "api": "API"}
 
