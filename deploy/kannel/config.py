@@ -45,7 +45,10 @@ class Kannel:
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     dlr_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    mo_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     sender: str = SENDER
+    # The notifications service's callback for the texts telephones send (STOP).
+    mo_url: str = "http://127.0.0.1:8002/kannel/mo"
 
     @property
     def config_file(self) -> Path:
@@ -59,7 +62,8 @@ class Kannel:
         """Writes kannel.conf (readable by its owner only: it holds the passwords)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         text = CONFIG.format(host=self.host, ports=self.ports, password=self.password,
-                             admin_password=self.admin_password, sender=self.sender, user=USER)
+                             admin_password=self.admin_password, sender=self.sender, user=USER,
+                             mo_get_url=f"{self.mo_url}?secret={self.mo_secret}&from=%p&text=%a")
         self.config_file.touch(mode=0o600)
         self.config_file.write_text(text, encoding="utf-8")
         return self.config_file
@@ -80,7 +84,7 @@ class Kannel:
         return {"RELAIS_SMS_GATEWAY": "kannel", "RELAIS_KANNEL_SENDSMS_URL": self.sendsms_url,
                 "RELAIS_KANNEL_USER": USER, "RELAIS_KANNEL_PASSWORD": self.password,
                 "RELAIS_SMS_SENDER": self.sender, "RELAIS_KANNEL_DLR_URL": dlr_url,
-                "RELAIS_KANNEL_DLR_SECRET": self.dlr_secret}
+                "RELAIS_KANNEL_DLR_SECRET": self.dlr_secret, "RELAIS_KANNEL_MO_SECRET": self.mo_secret}
 
 
 CONFIG = """\
@@ -121,9 +125,12 @@ user-allow-ip = 127.0.0.1
 concatenation = true
 max-messages = 3
 
-# Replies from telephones: none handled yet (no reply is sent).
+# Texts from telephones go to the notifications service (STOP opts the number out);
+# no reply SMS is ever sent (max-messages = 0).
 group = sms-service
 keyword = default
-text = ""
+get-url = "{mo_get_url}"
+catch-all = true
+omit-empty = true
 max-messages = 0
 """

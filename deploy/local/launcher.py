@@ -683,7 +683,8 @@ class LocalPlatform:
             return
         ports = kannel_config.KannelPorts(admin=free_port(), smsbox=free_port(), smsc=free_port(),
                                           sendsms=free_port())
-        self.kannel = kannel_config.Kannel(self.data_dir / "kannel", ports)
+        self.kannel = kannel_config.Kannel(self.data_dir / "kannel", ports,
+                                           mo_url=f"{self.url('notifications')}/kannel/mo")
         self.kannel.write()
         self._spawn("bearerbox", fresh_log=True)
         wait_for_port(ports.smsbox, "127.0.0.1")

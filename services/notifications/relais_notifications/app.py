@@ -75,5 +75,6 @@ def create_app(settings: NotificationsSettings | None = None) -> FastAPI:
     prepare_app(app, settings, lambda: getattr(app.state, "runtime", None))
     app.include_router(api.router)
     app.state.kannel_dlr_secret = settings.kannel_dlr_secret if settings.sms_gateway == "kannel" else ""
+    app.state.kannel_mo_secret = settings.kannel_mo_secret if settings.sms_gateway == "kannel" else ""
     app.include_router(kannel.router)
     return app

@@ -34,6 +34,8 @@ class NotificationsSettings(PlatformSettings):
     sms_sender: str = Field(default="FranceSvcs", pattern=r"^[A-Za-z0-9]{1,11}$", alias="RELAIS_SMS_SENDER")
     kannel_dlr_url: str = Field(default="http://127.0.0.1:8002/kannel/dlr", alias="RELAIS_KANNEL_DLR_URL")
     kannel_dlr_secret: str = Field(default="", alias="RELAIS_KANNEL_DLR_SECRET")
+    # The secret in the URL smsbox calls with the texts telephones send (STOP): empty, refused.
+    kannel_mo_secret: str = Field(default="", alias="RELAIS_KANNEL_MO_SECRET")
     # Delivery loop: attempts before a delivery fails for good, exponential backoff
     # between them (base, doubled each time, capped), idle poll between wake-ups.
     max_attempts: int = Field(default=5, ge=1, alias="RELAIS_NOTIFICATIONS_MAX_ATTEMPTS")

@@ -43,10 +43,11 @@ from relais_kit.db import CONNECTION_LOST
 from relais_kit.envelope import now
 from relais_kit.logs import log
 from relais_kit.vault import Vault, VaultError
-from relais_notifications.adapters import store
+from relais_notifications.adapters import opt_outs, store
 from relais_notifications.adapters.ports import DeliveryError, Mailer, SmsGateway
 from relais_notifications.domain import policy
 from relais_notifications.domain.model import Status
+from relais_notifications.domain.sms_replies import OPTED_OUT_REASON
 from relais_notifications.service_layer import events, metrics
 
 
@@ -195,6 +196,9 @@ class DeliveryLoop:
                 await self._mailer.send(notification_id=pending.id, to=pending.address,
                                         subject=pending.subject or "France Services", body=pending.body)
             elif pending.channel == "sms":
+                async with self._pool.acquire() as conn:
+                    if await opt_outs.opted_out(conn, self._vault, pending.address):
+                        raise DeliveryError(OPTED_OUT_REASON, permanent=True)
                 await self._sms.send(notification_id=pending.id, to=pending.address, text=pending.body)
             else:
                 raise DeliveryError(f"canal {pending.channel} sans envoi", permanent=True)
