@@ -54,13 +54,6 @@ class PendingDelivery:
 
 
 @dataclass(frozen=True)
-class Letter:
-    referral_id: uuid.UUID
-    text: str | None  # None once erased
-    erased_at: datetime | None
-
-
-@dataclass(frozen=True)
 class Erased:
     """A delivery whose content was just erased, and what it was before."""
 
@@ -155,18 +148,6 @@ async def visible(conn: asyncpg.Connection, vault: Vault, scope: Scope, *, refer
         f" {''.join(' AND ' + clause for clause in where)}"
         " ORDER BY d.created_at DESC, d.recipient LIMIT $3", *args)
     return [{**dict(r), "message": vault.open_optional(r["message"], BODY.context(r["id"]))} for r in rows]
-
-
-async def letter(conn: asyncpg.Connection, vault: Vault, scope: Scope, delivery_id: uuid.UUID) -> Letter | None:
-    """The printable text of a letter delivery that `scope` covers; None if there is no
-    such letter (missing, not a letter, or out of scope: the same to the reader)."""
-    where, args = scope.where(*SCOPED_COLUMNS, [delivery_id])
-    row = await conn.fetchrow(
-        f"SELECT d.referral_id, d.body, d.erased_at FROM {_WITH_SITE} WHERE d.id = $1 AND d.channel = 'letter'"
-        f" {''.join(' AND ' + clause for clause in where)}", *args)
-    if row is None:
-        return None
-    return Letter(row["referral_id"], vault.open_optional(row["body"], BODY.context(delivery_id)), row["erased_at"])
 
 
 @dataclass(frozen=True)

@@ -107,9 +107,7 @@ async def printable_letter(request: Request, delivery_id: uuid.UUID,
     except access.NoSuchLetter:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no letter with this id") from None
     except access.LetterErased as gone:
-        when = f" on {gone.erased_at.date().isoformat()}" if gone.erased_at else ""
-        raise HTTPException(status.HTTP_410_GONE, f"the content of this letter was erased{when} (retention "
-                                                  "period over, or at the citizen's request)") from None
+        raise _erased(gone) from None
     return PlainTextResponse(text, media_type="text/plain; charset=utf-8")
 
 

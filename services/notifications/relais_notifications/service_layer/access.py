@@ -45,20 +45,14 @@ async def deliveries(conn: asyncpg.Connection, vault: Vault, user: User, *, refe
 
 
 async def letter(conn: asyncpg.Connection, vault: Vault, user: User, delivery_id: uuid.UUID) -> str:
-    """The printable text of a letter `user` may see."""
-    found = await store.letter(conn, vault, scope_of(user), delivery_id)
-    if found is None:
-        raise NoSuchLetter(str(delivery_id))
-    if found.text is None:
-        raise LetterErased(found.erased_at)
-    await audit.record(conn, user_id=user.user_id, role=user.role, action="letter",
-                       referral_ids=[found.referral_id], delivery_id=delivery_id)
-    return found.text
+    """The printable text of a letter `user` may see (read and audited as printable_letter)."""
+    return (await printable_letter(conn, vault, user, delivery_id)).text or ""  # never erased there
 
 
 async def printable_letter(conn: asyncpg.Connection, vault: Vault, user: User,
                            delivery_id: uuid.UUID) -> store.PrintableLetter:
-    """A letter `user` may see, with its sender, to print as a PDF (audited as `letter`)."""
+    """A letter `user` may see, with its sender, to print as a PDF (audited as `letter`);
+    NoSuchLetter, or LetterErased once its text was erased."""
     found = await store.printable_letter(conn, vault, scope_of(user), delivery_id)
     if found is None:
         raise NoSuchLetter(str(delivery_id))
