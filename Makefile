@@ -53,7 +53,7 @@ alerts: prometheus
 deploy-check: install prometheus
 	$(BIN)/python deploy/kafka/generate.py --out deploy/kafka/generated --check
 	$(BIN)/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
-	$(BIN)/pytest -q tests/unit/test_deploy_manifests.py tests/unit/test_deploy_acls.py
+	$(BIN)/pytest -q tests/unit/test_deploy_manifests.py tests/unit/test_deploy_acls.py tests/unit/test_deploy_kannel.py
 
 # Debian's Kannel (bearerbox, smsbox) and fakesmsc: the SMS gateway `make run` and the
 # tests start; does nothing when present.
@@ -89,7 +89,7 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy libs/relais_kit/relais_kit services simulator deploy/local deploy/kafka bench tools/contract conformance/relais_conformance deploy/container
+	$(BIN)/mypy libs/relais_kit/relais_kit services simulator deploy/local deploy/kafka bench tools/contract conformance/relais_conformance deploy/container deploy/kannel
 
 # The contract guards: AsyncAPI validation, compatibility with the last release
 # (schemas/released/), the HTML reference in build/contract/index.html.

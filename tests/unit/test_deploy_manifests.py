@@ -123,6 +123,12 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
 
 
+def service_deployments(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The Relais services' Deployments; the SMS gateway's (Kannel: no Kafka, no
+    database, its own image) has its own checks in test_deploy_kannel.py."""
+    return {name: doc for name, doc in of_kind(docs, "Deployment").items() if name in SERVICES}
+
+
 def test_the_subset_renders_what_kustomize_renders(rendered: list[dict[str, Any]],
                                                    external: list[dict[str, Any]]) -> None:
     kubectl = shutil.which("kubectl")
@@ -187,7 +193,7 @@ def container_env(doc: dict[str, Any], configmaps: dict[str, dict[str, Any]]) ->
 
 def test_every_service_runs_hardened_and_probed(rendered: list[dict[str, Any]]) -> None:
     deployments = of_kind(rendered, "Deployment")
-    assert set(deployments) == set(SERVICES)
+    assert set(deployments) == set(SERVICES) | {"relais-kannel"}
     for name, (module, *_rest) in SERVICES.items():
         spec = deployments[name]["spec"]
         pod = spec["template"]["spec"]
@@ -215,7 +221,7 @@ def test_every_service_runs_hardened_and_probed(rendered: list[dict[str, Any]]) 
 
 def test_each_service_has_its_pdb_and_service(rendered: list[dict[str, Any]]) -> None:
     pdbs, services = of_kind(rendered, "PodDisruptionBudget"), of_kind(rendered, "Service")
-    for name, doc in of_kind(rendered, "Deployment").items():
+    for name, doc in service_deployments(rendered).items():
         labels = doc["spec"]["template"]["metadata"]["labels"]
         assert pdbs[name]["spec"]["minAvailable"] == 1
         assert pdbs[name]["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -248,7 +254,7 @@ def test_every_variable_is_one_the_code_reads(rendered: list[dict[str, Any]]) ->
     from relais_kit import kafka
     known = settings_aliases() | set(kafka.VARIABLES) | {"KAFKA_BOOTSTRAP_SERVERS", "PGPASSWORD"}
     configmaps = of_kind(rendered, "ConfigMap")
-    for name, doc in of_kind(rendered, "Deployment").items():
+    for name, doc in service_deployments(rendered).items():
         unknown = set(container_env(doc, configmaps)) - known
         assert not unknown, f"{name}: variables no code reads (typo?): {unknown}"
 
@@ -312,7 +318,7 @@ def test_default_deny_then_only_what_is_needed(rendered: list[dict[str, Any]]) -
     assert deny == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     broker = {"strimzi.io/cluster": "relais", "strimzi.io/kind": "Kafka", "strimzi.io/name": "relais-kafka"}
     postgres = {"cnpg.io/cluster": "relais-db", "cnpg.io/instanceRole": "primary"}
-    pods = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in of_kind(rendered, "Deployment").items()}
+    pods = {n: d["spec"]["template"]["metadata"]["labels"] for n, d in service_deployments(rendered).items()}
     for name, labels in pods.items():
         assert egress_allowed(policies, labels, broker, 9093), name
         assert egress_allowed(policies, labels, postgres, 5432) == (SERVICES[name][2] is not None), name
@@ -579,7 +585,9 @@ def test_compose_services(compose: dict[str, Any]) -> None:
     assert set(by_user) == {u for _m, u, _r, _s in SERVICES.values()}
     for service in services.values():
         image = service.get("image", "")
-        assert image.startswith("${RELAIS_IMAGE") or re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", image), image
+        # the platform's two images (the services', Kannel's), or a third party's pinned
+        assert image.startswith(("${RELAIS_IMAGE", "${RELAIS_KANNEL_IMAGE")) or \
+            re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", image), image
 
 
 def test_compose_kafka_is_authenticated_and_uses_the_generated_acls(compose: dict[str, Any]) -> None:
@@ -634,6 +642,6 @@ def test_the_podmonitor_scrapes_every_relais_process(rendered: list[dict[str, An
     spec = monitors["relais-services"]["spec"]
     (endpoint,) = spec["podMetricsEndpoints"]
     assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
-    for name, doc in of_kind(rendered, "Deployment").items():
+    for name, doc in service_deployments(rendered).items():
         assert _selects(spec["selector"], doc["spec"]["template"]["metadata"]["labels"]), name
     assert {r["targetLabel"] for r in endpoint["relabelings"]} == {"service", "instance"}
