@@ -198,6 +198,7 @@ async def test_dead_letters_masked_unmasked_for_a_reason_and_replayed_onto_their
         journey = await eventually(journey_shown, what="the referral's events in its journey")
         assert "referral.requested v1" in journey.text
         assert journey.text.count("n'a pas répondu") == 2, "sites and notifications are not running here"
+        assert "Les messages de cette demande ne sont pas connus : le service Notifications" in journey.text
         assert (await client.get("/console/parcours", params={"demande": "not-an-id"})).status_code == 422
 
         # A parked outbox row of the referral service, retried from the console.

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import PlainTextResponse, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from relais_kit.auth import User, current_user
@@ -24,19 +24,31 @@ from relais_notifications.service_layer import access
 router = APIRouter(prefix="/api/v1/notifications", tags=["notifications"])
 
 
-class DeliveryView(BaseModel):
+class DeliveryFacts(BaseModel):
+    """What is known of a delivery, never its content (address, subject, text)."""
+
     id: uuid.UUID
     referral_id: uuid.UUID
-    recipient: str
-    channel: str
-    status: str
+    recipient: str = Field(description="citizen or adviser")
+    channel: str = Field(description="email, sms, letter or adviser_screen")
+    status: str = Field(description="pending, sent or failed")
     created_at: datetime
     sent_at: datetime | None
     failed_at: datetime | None
     attempts: int
-    reason: str | None
-    message: str | None  # the operator's note, on the adviser's deliveries only
+    reason: str | None = Field(description="Why it failed, or why the last attempt did (while pending); "
+                                           "no personal data.")
     erased_at: datetime | None  # when its content was erased (retention, erasure request); then no message
+    delivered_at: datetime | None = Field(description="An SMS: when the telephone received it "
+                                                      "(the gateway's delivery report).")
+    report: str | None = Field(description="An SMS: the gateway's last delivery report (submitted, "
+                                           "buffered, delivered, failed, rejected).")
+    report_at: datetime | None
+    next_attempt_at: datetime | None = Field(description="While pending: when it is (re)tried next.")
+
+
+class DeliveryView(DeliveryFacts):
+    message: str | None  # the operator's note, on the adviser's deliveries only
 
 
 class ErrorItem(BaseModel):

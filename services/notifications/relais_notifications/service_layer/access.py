@@ -44,6 +44,15 @@ async def deliveries(conn: asyncpg.Connection, vault: Vault, user: User, *, refe
     return found
 
 
+async def facts(conn: asyncpg.Connection, user: User, referral_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The facts of a referral's deliveries that `user` may see, oldest first, without
+    any content (the ops console's view); audited as a list."""
+    found = await store.facts(conn, scope_of(user), referral_id)
+    await audit.record(conn, user_id=user.user_id, role=user.role, action="list",
+                       referral_ids=(d["referral_id"] for d in found))
+    return found
+
+
 async def letter(conn: asyncpg.Connection, vault: Vault, user: User, delivery_id: uuid.UUID) -> str:
     """The printable text of a letter `user` may see (read and audited as printable_letter)."""
     return (await printable_letter(conn, vault, user, delivery_id)).text or ""  # never erased there

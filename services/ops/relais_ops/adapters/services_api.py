@@ -13,7 +13,10 @@ from urllib.parse import quote
 import httpx
 
 from relais_ops.domain.journey import Consumed, Published, ServiceJourney
+from relais_ops.domain.messages import Delivery
 from relais_ops.service_layer.ops_api import Action, NotParked, ParkedRow, ServiceParked, Unanswered
+
+NOTIFICATIONS = "notifications"  # the service that knows each message's delivery
 
 
 class HttpOpsApi:
@@ -41,15 +44,19 @@ class HttpOpsApi:
             raise Unanswered(f"injoignable ({type(exc).__name__})") from exc
 
     @staticmethod
-    def _json(response: httpx.Response) -> dict[str, Any]:
+    def _decoded(response: httpx.Response) -> Any:
         if response.status_code in (401, 403):
             raise Unanswered(f"accès refusé ({response.status_code}) : reconnectez-vous")
         if response.status_code != 200:
             raise Unanswered(f"erreur {response.status_code}")
         try:
-            body = response.json()
+            return response.json()
         except ValueError as exc:
             raise Unanswered("réponse illisible") from exc
+
+    @classmethod
+    def _json(cls, response: httpx.Response) -> dict[str, Any]:
+        body = cls._decoded(response)
         if not isinstance(body, dict):
             raise Unanswered("réponse illisible")
         return body
@@ -90,9 +97,31 @@ class HttpOpsApi:
         if response.status_code not in (200, 204):
             raise Unanswered(f"erreur {response.status_code}")
 
+    async def deliveries(self, referral_id: str) -> list[Delivery]:
+        """The notifications service's `GET /api/v1/ops/deliveries`: facts only."""
+        if NOTIFICATIONS not in self.urls:
+            raise Unanswered("adresse du service inconnue")
+        response = await self._request("GET", NOTIFICATIONS, "/api/v1/ops/deliveries",
+                                       params={"referral_id": referral_id})
+        body = self._decoded(response)
+        if not isinstance(body, list):
+            raise Unanswered("réponse illisible")
+        try:
+            return [Delivery(str(d["id"]), str(d["recipient"]), str(d["channel"]), str(d["status"]),
+                             int(d.get("attempts") or 0), _text(d.get("reason")), _time(d.get("created_at")),
+                             _time(d.get("sent_at")), _time(d.get("delivered_at")), _time(d.get("failed_at")),
+                             _time(d.get("next_attempt_at")), _text(d.get("report")), _time(d.get("erased_at")))
+                    for d in body]
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise Unanswered("réponse illisible") from exc
+
 
 def _int(value: object) -> int | None:
     return None if value is None else int(str(value))
+
+
+def _text(value: object) -> str | None:
+    return None if value is None or value == "" else str(value)
 
 
 def _time(value: object) -> datetime | None:

@@ -1,6 +1,6 @@
 """The port to the services' ops API (adapters.services_api over HTTP): one
 referral's journey in a service, a service's parked outbox rows, and retrying or
-discarding one."""
+discarding one; a referral's messages (the notifications service)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from relais_ops.domain.journey import ServiceJourney
+from relais_ops.domain.messages import Delivery
 
 Action = Literal["retry", "discard"]
 
@@ -47,3 +48,7 @@ class OpsApi(Protocol):
     async def parked(self, service: str) -> ServiceParked: ...
 
     async def act(self, service: str, row_id: int, action: Action, reason: str) -> None: ...
+
+    async def deliveries(self, referral_id: str) -> list[Delivery]:
+        """The facts of a referral's messages (the notifications service's ops API)."""
+        ...

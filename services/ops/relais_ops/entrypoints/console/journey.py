@@ -1,19 +1,23 @@
 """GET /console/parcours?demande=<referral id>: one referral's journey — every event it
 caused on every topic, who handled it when, the time of each hop, the link to its
-trace — from every service's ops API, merged into one timeline."""
+trace — from every service's ops API, merged into one timeline; and its messages to
+the person and the adviser, where each stands (the notifications service's ops API)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from relais_ops.domain import messages as message_words
 from relais_ops.domain.journey import trace_link
 from relais_ops.entrypoints.console.dead_letters import seconds, short_type
 from relais_ops.entrypoints.console.pages import OpsUser, render
 from relais_ops.entrypoints.console.services import LABELS, ops_api, service_urls, settings_of
+from relais_ops.service_layer import messages
 from relais_ops.service_layer.journey import follow
 
 router = APIRouter()
@@ -46,8 +50,11 @@ async def journey_page(request: Request, ops: OpsUser, demande: str = "") -> Res
         return render(request, "journey.html.j2", 422, journey=None, values={"demande": wanted},
                       errors={"demande": "Une référence de demande ressemble à 3f2c…-…-…: 36 caractères."})
     settings = settings_of(request)
-    found = await follow(ops_api(request, ops), list(service_urls(settings)), subject)
+    api = ops_api(request, ops)
+    found, told = await asyncio.gather(follow(api, list(service_urls(settings)), subject),
+                                       messages.of_referral(api, subject))
     return render(request, "journey.html.j2", journey=found, values={"demande": subject}, errors={},
+                  messages=told, words=message_words,
                   labels=LABELS, seconds=seconds, not_published=NOT_PUBLISHED, ms=milliseconds,
                   short_type=short_type, read_by_operator=read_by_operator,
                   trace_url=lambda t: trace_link(settings.trace_url, t))
