@@ -1,9 +1,10 @@
 """The citizen's status link and the receipt, in Chromium against the whole platform
 (issue #13 item 3).
 
-- The adviser prints the receipt from the referral's page: a page says first that each
-  print makes a new code (the old one stops working), then the receipt shows the code,
-  its link and its QR.
+- The adviser prints the receipt from the referral's page: a page says first that the
+  code is the same at each print, then the receipt shows the code (made when the referral
+  was routed), its link and its QR. Printed again, the same code; « Nouveau code », asked
+  first, replaces it and the old link stops working.
 - The citizen opens the link in a fresh browser WITHOUT JavaScript on a 375 px screen:
   their first name and where the request stands, in plain words, nothing else of them;
   the code typed by hand in /suivi (lower case, spaces) leads to the same page.
@@ -57,7 +58,7 @@ def test_the_adviser_prints_the_receipt_and_the_citizen_follows_the_request_with
     page.goto(f"{base}/demandes/{referral_id}")
     page.get_by_role("link", name="Imprimer le récépissé").click()
     expect(page).to_have_url(re.compile(f"/demandes/{referral_id}/recu$"))
-    expect(page.locator("#nouveau-code")).to_contain_text("le code d'un récépissé imprimé avant ne fonctionnera plus")
+    expect(page.locator("#meme-code")).to_contain_text("Le code de suivi est le même à chaque impression")
     accessible_at_both_widths(page, "récépissé, avant l'impression")
     page.get_by_role("button", name="Imprimer le récépissé").click()
     expect(page.get_by_role("heading", name="Récépissé à imprimer")).to_be_visible()
@@ -68,9 +69,24 @@ def test_the_adviser_prints_the_receipt_and_the_citizen_follows_the_request_with
     expect(page.locator("#recepisse svg")).to_have_count(1)  # the QR
     expect(page.locator("#recepisse")).to_contain_text("Caisse d'allocations familiales")
     accessible_at_both_widths(page, "récépissé")
+    # Printed again: the same code. « Nouveau code », asked first: the old one stops working.
+    page.goto(f"{base}/demandes/{referral_id}/recu")
+    page.get_by_role("button", name="Imprimer le récépissé").click()
+    expect(page.locator("#code-suivi")).to_have_text(code)
+    page.goto(f"{base}/demandes/{referral_id}/recu")
+    page.get_by_role("link", name="Nouveau code").click()
+    expect(page.get_by_role("heading", name="Donner un nouveau code de suivi ?")).to_be_visible()
+    accessible_at_both_widths(page, "nouveau code, avant de confirmer")
+    page.get_by_role("button", name="Oui, donner un nouveau code").click()
+    expect(page.locator("#code-renouvele")).to_be_visible()
+    old_link, code = link, page.locator("#code-suivi").inner_text().strip()
+    link = page.locator("#lien-suivi").inner_text().strip()
+    assert re.fullmatch(CODE, code) and link == f"{base}/suivi/{code}" != old_link
 
     phone = phone_without_javascript(browser)
     try:
+        phone.goto(old_link)
+        expect(phone.locator("#introuvable")).to_have_text("Ce lien de suivi ne fonctionne pas")
         phone.goto(link)
         expect(phone.locator("h1")).to_contain_text("Bonjour Lucie")
         # The demo's CAF answers within seconds: sent, taken in charge or answered by now.

@@ -80,7 +80,10 @@ async def answered(p: Platform, visit_id: str, *, close: bool) -> str:
     await operator_says(p.bootstrap, "operator.answered", referral_id, outcome="resolved",
                         message_to_citizen=TO_CITIZEN, message_to_adviser="Recalcul fait.")
     await eventually(lambda: status_is(p.api, referral_id, "answered"), what="answered")
-    await eventually(lambda: deliveries(p, referral_id), timeout=45, what="the deliveries stored")
+    async def all_told() -> bool:  # sent, information asked, answered
+        return len(await deliveries(p, referral_id)) == 3
+
+    await eventually(all_told, timeout=45, what="the deliveries stored")
     if close:
         assert (await p.api.post(f"/api/v1/referrals/{referral_id}/close", json={"outcome": "resolved"})).is_success
     return referral_id
@@ -114,7 +117,11 @@ async def test_access_exports_everything_held_with_the_other_services_part(platf
     assert {(a["user_id"], a["action"]) for a in referral["seen_or_changed_by"]} >= {
         ("demo-adviser", "refer"), ("demo-adviser", "view"), ("demo-adviser", "close")}
     records = export["services"]["notifications"]["records"]["deliveries"]
-    [mail] = [d for d in records if d["recipient"] == "citizen"]  # the notifications service's own copy
+    # The notifications service's own copies: the citizen was told it was sent, asked, answered.
+    told = [d for d in records if d["recipient"] == "citizen"]
+    assert [d["subject"] for d in sorted(told, key=lambda d: d["created_at"])][:1] == [
+        "Votre demande est envoyée à la CAF"]
+    [mail] = [d for d in told if TO_CITIZEN in (d["body"] or "")]
     assert mail["referral_id"] == referral_id and email in mail["address"] and TO_CITIZEN in mail["body"]
     assert export["not_answered"] == {}
     recorded = await p.db.fetchrow("SELECT * FROM referral.privacy_requests WHERE requested_by = 'ops.access'")
@@ -164,8 +171,8 @@ async def test_erasure_is_refused_while_a_referral_is_in_progress_then_done_ever
     citizens = await p.db.fetch("SELECT citizen, identity_index, contact_index FROM referral.visits"
                                 " WHERE visit_id = ANY($1::uuid[])", [first_visit, second_visit])
     assert [tuple(r) for r in citizens] == [(None, None, None)] * 2
-    assert [(d["address"], d["body"], d["erased_at"] is not None) for d in await deliveries(p, done)] == [
-        (None, None, True)]
+    erased = [(d["address"], d["body"], d["erased_at"] is not None) for d in await deliveries(p, done)]
+    assert len(erased) == 3 and set(erased) == {(None, None, True)}  # sent, asked, answered: all erased
 
     requests = await p.db.fetch("SELECT * FROM referral.privacy_requests WHERE requested_by = 'ops.erase'"
                                 " ORDER BY requested_at")

@@ -135,6 +135,9 @@ async def test_personal_data_lives_as_long_as_its_purpose(api: httpx.AsyncClient
                                      what="referral.answered")
     event = json.loads(next(r.value for r in of_type(records, "referral.answered") if r.key == open_one.encode()))
     assert event["recipient"] == {"display_name": "Madame, Monsieur", "channel": "none"}
+    assert "status_link" not in event  # nobody to send it to, and it opens nothing any more
+    async with pool(api).acquire() as conn:  # the code made at routing is no longer kept
+        assert await conn.fetchval("SELECT code FROM status_links WHERE referral_id = $1", open_one) is None
 
 
 async def test_the_retention_command_runs_the_job_once_and_is_recorded(api: httpx.AsyncClient) -> None:

@@ -1,9 +1,10 @@
 """The citizen's status link (issue #13 item 3), against the referral service in-process
-(real broker, real PostgreSQL): the adviser prints a receipt (a new code each time, the
-old one stops, audited); the code opens a public page with the first name only, counted
-and not cached; mistyped, unknown, replaced and expired codes get one and the same page;
-a client address may try only so many codes; other sites, the read-only role and forged
-forms print nothing."""
+(real broker, real PostgreSQL): the adviser prints a receipt (the referral's code, the same
+at each print, audited) and renews the code at the counter (« Nouveau code »: the old one
+stops); the code opens a public page with the first name only, counted and not cached;
+mistyped, unknown, replaced and expired codes get one and the same page; a client address
+may try only so many codes; other sites, the read-only role and forged forms print and
+renew nothing. The code made at routing and the events: test_referral_status_code_events."""
 
 from __future__ import annotations
 
@@ -56,8 +57,17 @@ async def adviser(api: httpx.AsyncClient, user: str = "demo-adviser") -> AsyncIt
 async def print_receipt(client: httpx.AsyncClient, referral_id: str, fmt: str = "html") -> httpx.Response:
     asked = await client.get(f"/demandes/{referral_id}/recu")
     assert asked.status_code == 200, asked.text[:300]
-    assert "Chaque impression crée un nouveau code" in asked.text
+    assert "Le code de suivi est le même à chaque impression" in asked.text
+    assert f'href="/demandes/{referral_id}/nouveau-code">Nouveau code' in asked.text
     return await client.post(f"/demandes/{referral_id}/recu", data={"csrf_token": csrf(asked), "format": fmt})
+
+
+async def renew(client: httpx.AsyncClient, referral_id: str) -> httpx.Response:
+    """« Nouveau code »: its confirmation page, then confirmed."""
+    asked = await client.get(f"/demandes/{referral_id}/nouveau-code")
+    assert asked.status_code == 200 and "Donner un nouveau code de suivi ?" in asked.text, asked.text[:300]
+    return await client.post(f"/demandes/{referral_id}/nouveau-code",
+                             data={"csrf_token": csrf(asked), "confirmation": "oui"})
 
 
 async def code_of(client: httpx.AsyncClient, referral_id: str) -> str:
@@ -108,12 +118,24 @@ async def test_the_receipt_code_opens_the_status_page_with_the_first_name_only(a
         assert await conn.fetchval("SELECT views FROM status_links WHERE referral_id = $1", referral_id) == 2
 
 
-async def test_a_new_receipt_replaces_the_code_and_unknown_codes_read_the_same(api: httpx.AsyncClient) -> None:
+async def test_a_new_code_replaces_the_old_one_and_unknown_codes_read_the_same(api: httpx.AsyncClient) -> None:
     referral_id = await routed(api)
     async with adviser(api) as desk:
         old = await code_of(desk, referral_id)
-        new = await code_of(desk, referral_id)
+        assert await code_of(desk, referral_id) == old  # printed again: the same code
+        unconfirmed = await desk.post(f"/demandes/{referral_id}/nouveau-code",
+                                      data={"csrf_token": csrf(await desk.get(f"/demandes/{referral_id}/recu"))})
+        assert unconfirmed.status_code == 200 and 'id="confirmation"' in unconfirmed.text
+        assert await code_of(desk, referral_id) == old  # asked, not confirmed: nothing changed
+        renewed = await renew(desk, referral_id)
+        assert renewed.status_code == 200 and 'id="code-renouvele"' in renewed.text
+        new = CODE.search(renewed.text).group(1)  # type: ignore[union-attr]
+        assert await code_of(desk, referral_id) == new
     assert old != new
+    async with pool(api).acquire() as conn:
+        actions = await conn.fetch("SELECT action FROM audit WHERE referral_id = $1"
+                                   " AND action IN ('print_receipt', 'renew_status_code') ORDER BY id", referral_id)
+    assert [r["action"] for r in actions] == ["print_receipt"] * 3 + ["renew_status_code", "print_receipt"]
     async with citizen(api, "192.0.2.11") as phone:
         assert (await phone.get(f"/suivi/{new}")).status_code == 200
         replaced = await phone.get(f"/suivi/{old}")
@@ -160,17 +182,29 @@ async def test_the_page_says_what_to_bring_and_when_the_site_is_open(api: httpx.
 
 async def test_other_sites_the_read_only_role_and_forged_forms_print_nothing(api: httpx.AsyncClient) -> None:
     referral_id = await routed(api)
+    async with pool(api).acquire() as conn:
+        made = await conn.fetchrow("SELECT code_index, code FROM status_links WHERE referral_id = $1", referral_id)
     async with adviser(api, "demo-adviser-martignas") as other:
         assert (await other.get(f"/demandes/{referral_id}/recu")).status_code == 404
+        assert (await other.get(f"/demandes/{referral_id}/nouveau-code")).status_code == 404
         page = await other.get("/demandes")
         forged = await other.post(f"/demandes/{referral_id}/recu", data={"csrf_token": csrf(page)})
         assert forged.status_code == 404
+        forged = await other.post(f"/demandes/{referral_id}/nouveau-code",
+                                  data={"csrf_token": csrf(page), "confirmation": "oui"})
+        assert forged.status_code == 404
     async with adviser(api, "demo-ops") as ops:
         assert (await ops.get(f"/demandes/{referral_id}/recu")).status_code in (403, 404)
+        assert (await ops.get(f"/demandes/{referral_id}/nouveau-code")).status_code in (403, 404)
     async with adviser(api) as desk:
         assert (await desk.post(f"/demandes/{referral_id}/recu", data={"format": "html"})).status_code == 403
-    async with pool(api).acquire() as conn:
-        assert await conn.fetchval("SELECT count(*) FROM status_links WHERE referral_id = $1", referral_id) == 0
+        assert (await desk.post(f"/demandes/{referral_id}/nouveau-code",
+                                data={"confirmation": "oui"})).status_code == 403
+    async with pool(api).acquire() as conn:  # the code made at routing, untouched; nothing audited
+        assert await conn.fetchrow("SELECT code_index, code FROM status_links WHERE referral_id = $1",
+                                   referral_id) == made
+        assert await conn.fetchval("SELECT count(*) FROM audit WHERE referral_id = $1"
+                                   " AND action IN ('print_receipt', 'renew_status_code')", referral_id) == 0
 
 
 async def test_codes_are_throttled_per_client_address(api: httpx.AsyncClient) -> None:

@@ -72,3 +72,78 @@ def test_the_answer_names_only_the_channel_address():
                             message_to_adviser="Fait.", recipient=recipient)
     data["status"] = "answered"
     CONTRACT.check(event_type("referral.answered"), data)
+
+
+# --- what the citizen is told of each step with (issue #13 item 4) ---------------------------
+
+LINK = events.status_link("https://relais.example.fr/", "K7QM9TXH2C")
+SMS_CITIZEN = Citizen("Aline", "Brunetière", "sms", date(1970, 5, 6), None, "06 12 34 56 78",
+                      PostalAddress("3 rue des Lilas", "47000", "Agen"))
+
+
+def test_the_status_link_is_the_page_address_and_the_grouped_code():
+    assert LINK == {"url": "https://relais.example.fr/suivi/K7QM-9TXH-2C", "code": "K7QM-9TXH-2C"}
+    assert events.status_link("http://localhost:8000", "K7QM9TXH2C")["url"] == \
+        "http://localhost:8000/suivi/K7QM-9TXH-2C"
+
+
+def test_an_sms_recipient_gives_the_address_a_failed_sms_falls_back_to():
+    assert events.recipient(SMS_CITIZEN) == {
+        "display_name": "Aline Brunetière", "channel": "sms", "phone": "06 12 34 56 78",
+        "postal_address": {"street": "3 rue des Lilas", "postcode": "47000", "city": "Agen"}}
+    no_address = Citizen("Aline", "Brunetière", "sms", phone="06 12 34 56 78")
+    assert events.recipient(no_address) == {"display_name": "Aline Brunetière", "channel": "sms",
+                                            "phone": "06 12 34 56 78"}
+    assert "postal_address" not in events.recipient(CITIZEN)  # e-mail: that address only
+
+
+def test_routed_on_referrals_carries_the_recipient_and_the_link_the_inbox_copy_neither():
+    data = events.routed(REFERRAL, AT, "operator.ants.inbox", events.recipient(SMS_CITIZEN), LINK)
+    CONTRACT.check(event_type("referral.routed"), data)
+    assert data["recipient"]["phone"] == "06 12 34 56 78" and data["status_link"] == LINK
+    procedure = load_catalogue().procedure("ants", "ants.carte-grise.changement-adresse")
+    assert procedure is not None
+    inbox = events.routed_to_inbox(REFERRAL, AT, SITE, "Sophie", procedure,
+                                   seal_for("ants", events.personal_routed(REFERRAL, CITIZEN, procedure)))
+    assert "recipient" not in inbox and "status_link" not in inbox
+    # …and the contract refuses an inbox copy that carries them.
+    for extra in ({"status_link": LINK}, {"recipient": events.recipient(CITIZEN)}):
+        with pytest.raises(ContractViolation):
+            CONTRACT.check(event_type("referral.routed"), inbox | extra)
+
+
+@pytest.mark.parametrize(("name", "status", "own"), [
+    ("referral.info_requested", "info_requested", {"question": "Un justificatif ?", "documents": ["Avis"]}),
+    ("referral.rejected", "rejected", {"reason_code": "not_competent", "suggested_operator": "cnam"}),
+    ("referral.answered", "answered", {"outcome": "resolved", "message_to_citizen": "Fait.",
+                                       "message_to_adviser": "Fait."}),
+])
+def test_the_steps_the_citizen_is_told_of_carry_the_recipient_and_the_link(name, status, own):
+    data = events.lifecycle(REFERRAL, AT, **own, recipient=events.recipient(SMS_CITIZEN), status_link=LINK)
+    data["status"] = status
+    CONTRACT.check(event_type(name), data)
+    # Erased: nobody to notify, and no link (the service sends None, dropped here).
+    erased = events.lifecycle(REFERRAL, AT, **own, recipient=events.recipient(None), status_link=None)
+    erased["status"] = status
+    CONTRACT.check(event_type(name), erased)
+    assert "status_link" not in erased and erased["recipient"] == events.ERASED_RECIPIENT
+
+
+def test_a_link_that_is_not_a_status_page_is_refused():
+    data = events.routed(REFERRAL, AT, "operator.ants.inbox", events.recipient(CITIZEN), LINK)
+    for bad in ({"url": "https://relais.example.fr/demandes/x", "code": "K7QM-9TXH-2C"},
+                {"url": LINK["url"], "code": "K7QM9TXH2C"},
+                {"url": "relais/suivi/K7QM-9TXH-2C", "code": "K7QM-9TXH-2C"},
+                {**LINK, "referral_id": REFERRAL.referral_id}):
+        with pytest.raises(ContractViolation):
+            CONTRACT.check(event_type("referral.routed"), data | {"status_link": bad})
+
+
+def test_the_links_address_is_the_public_one_else_the_service_own():
+    from relais_referral.settings import ReferralSettings
+
+    assert ReferralSettings(RELAIS_PUBLIC_URL=" https://relais.example.fr/ ").public_address == \
+        "https://relais.example.fr"
+    assert ReferralSettings(RELAIS_HOST="0.0.0.0", RELAIS_REFERRAL_PORT=8010).public_address == \
+        "http://localhost:8010"
+    assert ReferralSettings(RELAIS_HOST="::1").public_address == "http://[::1]:8000"

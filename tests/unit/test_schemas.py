@@ -348,7 +348,7 @@ def asyncapi() -> dict[str, Any]:
 
 def test_asyncapi_is_version_3(asyncapi: dict[str, Any]) -> None:
     assert asyncapi["asyncapi"] == "3.0.0"
-    assert asyncapi["info"]["version"] == "1.2.0"  # notification.delivered added since the 1.1.0 release
+    assert asyncapi["info"]["version"] == "1.2.0"  # released: notification.delivered, the status link
     assert asyncapi["defaultContentType"] == "application/json"
 
 

@@ -45,7 +45,7 @@ def create_app(settings: ReferralSettings | None = None) -> FastAPI:
                          "(wherever copied): production needs the operators' registered keys")
 
     def context_of(runtime: Runtime) -> Context:
-        return Context(runtime.contract, load_catalogue(), keys, runtime.vault)
+        return Context(runtime.contract, load_catalogue(), keys, runtime.vault, settings.public_address)
 
     async def start(app: FastAPI) -> Runtime:
         runtime = await Runtime.start(

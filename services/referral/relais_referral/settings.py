@@ -76,6 +76,15 @@ class ReferralSettings(PlatformSettings):
                                  "when RELAIS_ENV=production")
 
     @property
+    def public_address(self) -> str:
+        """The address of the status links sent in the citizen's messages (no request to
+        take it from): RELAIS_PUBLIC_URL, else this process's own address."""
+        if self.public_url.strip():
+            return self.public_url.strip().rstrip("/")
+        host = "localhost" if self.host in ("", "0.0.0.0", "::") else self.host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+
+    @property
     def privacy_answerers(self) -> list[str]:
         return [name.strip() for name in self.privacy_services.split(",") if name.strip()]
 

@@ -126,13 +126,15 @@ async def visit_candidates(conn: Conn, idle_before: datetime, after: tuple[datet
 
 async def anonymise_referrals(conn: Conn, vault: Vault, referral_ids: Sequence[str], at: datetime,
                               strip: Callable[[dict[str, Any]], dict[str, Any]]) -> list[str]:
-    """Drops the summaries of these referrals and `strip`s their timeline details;
-    returns the referrals that still held personal data."""
+    """Drops the summaries of these referrals and their sealed status codes (the link
+    opens nothing once erased: nothing to send it for) and `strip`s their timeline
+    details; returns the referrals that still held personal data."""
     rows = await conn.fetch(
         "UPDATE referrals SET summary = NULL, operator_reference_index = NULL, anonymised_at = $2"
         " WHERE referral_id = ANY($1::uuid[]) AND anonymised_at IS NULL RETURNING referral_id::text AS id",
         referral_ids, at)
     erased = [r["id"] for r in rows]
+    await conn.execute("UPDATE status_links SET code = NULL WHERE referral_id = ANY($1::uuid[])", erased)
     entries = await conn.fetch(
         "SELECT id, detail FROM referral_timeline WHERE referral_id = ANY($1::uuid[])", erased)
     await conn.execute(

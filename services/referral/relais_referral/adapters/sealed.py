@@ -14,5 +14,8 @@ REFERRAL_SUMMARY = SealedColumn("referrals", "summary", row_id="referral_id")
 TIMELINE_DETAIL = SealedColumn("referral_timeline", "detail")
 # Why ops erased a citizen's data, as they wrote it.
 PRIVACY_NOTE = SealedColumn("privacy_requests", "note", row_id="request_id")
+# The citizen's live status code (a bearer secret: it opens the status page), kept to be
+# printed again and sent in the citizen's messages; found by its blind index.
+STATUS_CODE = SealedColumn("status_links", "code", row_id="referral_id")
 
-SEALED = (VISIT_CITIZEN, REFERRAL_SUMMARY, TIMELINE_DETAIL, PRIVACY_NOTE)
+SEALED = (VISIT_CITIZEN, REFERRAL_SUMMARY, TIMELINE_DETAIL, PRIVACY_NOTE, STATUS_CODE)

@@ -1,5 +1,7 @@
-"""Reads and writes of the citizens' status links (migration 012): the keyed hash of
-each referral's live code, never the code. Callers own the transaction."""
+"""Reads and writes of the citizens' status links (migrations 012, 013): the keyed hash
+of each referral's live code, to find the referral of a typed code, and the code sealed
+(`sealed.STATUS_CODE`, opened by the service layer), to print it again and send it.
+Callers own the transaction."""
 
 from __future__ import annotations
 
@@ -10,13 +12,22 @@ from typing import Any
 from asyncpg import Connection as Conn
 
 
-async def replace(conn: Conn, referral_id: str, code_index: str, at: datetime, made_by: str) -> None:
+async def replace(conn: Conn, referral_id: str, code_index: str, sealed_code: str, at: datetime,
+                  made_by: str) -> None:
     """The referral's code is now this one; the one before (if any) no longer opens anything.
     The view count goes on across renewals (it is the referral's)."""
     await conn.execute(
-        "INSERT INTO status_links (referral_id, code_index, made_at, made_by) VALUES ($1, $2, $3, $4)"
-        " ON CONFLICT (referral_id) DO UPDATE SET code_index = excluded.code_index,"
-        " made_at = excluded.made_at, made_by = excluded.made_by", referral_id, code_index, at, made_by)
+        "INSERT INTO status_links (referral_id, code_index, code, made_at, made_by) VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (referral_id) DO UPDATE SET code_index = excluded.code_index, code = excluded.code,"
+        " made_at = excluded.made_at, made_by = excluded.made_by", referral_id, code_index, sealed_code, at, made_by)
+
+
+async def live_code(conn: Conn, referral_id: str, *, for_update: bool = False) -> dict[str, Any] | None:
+    """The referral's link row: `code` is its sealed code, None when it was made before
+    migration 013 (only its keyed hash kept); None when the referral has no code yet."""
+    row = await conn.fetchrow("SELECT code FROM status_links WHERE referral_id = $1"
+                              + (" FOR UPDATE" if for_update else ""), referral_id)
+    return dict(row) if row else None
 
 
 async def referral_of_code(conn: Conn, code_index: str) -> str | None:

@@ -1,13 +1,16 @@
 """The data of the events the referral service publishes, built from the domain.
-What goes on `referrals` carries no personal data (but the answer's recipient);
-what goes to an operator's inbox carries only what the procedure needs, its
-personal part sealed for that operator."""
+What goes on `referrals` carries no personal data but what the notifications service
+needs to tell the citizen of a step (the recipient and the status link, on routing,
+information requests, rejections and answers); what goes to an operator's inbox carries
+only what the procedure needs, its personal part sealed for that operator, and never
+the recipient or the link."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
+from relais_referral.domain import status_link as links
 from relais_referral.domain.catalogue import Procedure
 from relais_referral.domain.model import Citizen, Referral, Site, Visit
 
@@ -42,9 +45,19 @@ def requested(referral: Referral) -> dict[str, Any]:
                      supersedes_referral_id=referral.supersedes_referral_id)
 
 
-def routed(referral: Referral, at: datetime, inbox_topic: str) -> dict[str, Any]:
+def routed(referral: Referral, at: datetime, inbox_topic: str, recipient: dict[str, Any] | None = None,
+           status_link: dict[str, str] | None = None) -> dict[str, Any]:
+    """The `referrals` copy: with whom to tell and the link, for the "sent" message."""
     assert referral.due_at is not None
-    return lifecycle(referral, at, due_at=_time(referral.due_at), inbox_topic=inbox_topic)
+    return lifecycle(referral, at, due_at=_time(referral.due_at), inbox_topic=inbox_topic,
+                     recipient=recipient, status_link=status_link)
+
+
+def status_link(public_url: str, code: str) -> dict[str, str]:
+    """The citizen's link as the events carry it: the page's address and the code alone,
+    grouped (`public_url`: where citizens reach the service, no trailing slash)."""
+    grouped = links.grouped(code)
+    return {"url": f"{public_url.rstrip('/')}/suivi/{grouped}", "code": grouped}
 
 
 def routed_to_inbox(referral: Referral, at: datetime, site: Site, adviser_name: str,
@@ -87,7 +100,8 @@ ERASED_RECIPIENT = {"display_name": "Madame, Monsieur", "channel": "none"}
 
 def recipient(citizen: Citizen | None) -> dict[str, Any]:
     """How the notifications service reaches the citizen: their channel and that
-    channel's address only."""
+    channel's address only — and, for an SMS, the postal address when there is one, so
+    that a message the telephone never received falls back to a letter."""
     if citizen is None:
         return dict(ERASED_RECIPIENT)
     data: dict[str, Any] = {"display_name": citizen.display_name, "channel": citizen.contact_channel}
@@ -95,6 +109,8 @@ def recipient(citizen: Citizen | None) -> dict[str, Any]:
         data["email"] = citizen.email
     elif citizen.contact_channel == "sms":
         data["phone"] = citizen.phone
+        if citizen.postal_address:
+            data["postal_address"] = vars(citizen.postal_address)
     elif citizen.contact_channel == "letter" and citizen.postal_address:
         data["postal_address"] = vars(citizen.postal_address)
     return data

@@ -17,7 +17,7 @@ from relais_kit.auth import User
 from relais_referral.service_layer.scope import Scope
 
 ACTIONS = ("view", "refer", "provide_info", "cancel", "close", "reroute", "view_visit", "complete_visit",
-           "print_receipt")
+           "print_receipt", "renew_status_code")
 CHANNELS = ("ui", "api")
 PAGE_SIZE = 50
 

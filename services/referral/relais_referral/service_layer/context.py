@@ -22,6 +22,9 @@ class Context:
     catalogue: Catalogue
     keys: OperatorKeys
     vault: Vault
+    # Where citizens reach the status page (`settings.public_address`): the links sent
+    # on `referrals` for their messages.
+    public_url: str = "http://localhost:8000"
 
     def seal(self, name: str, operator: str, plaintext: dict[str, Any]) -> str:
         """The personal data of event `name` for `operator`'s inbox, checked against

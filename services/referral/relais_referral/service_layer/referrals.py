@@ -20,7 +20,7 @@ from relais_referral.domain.catalogue import missing_citizen_fields
 from relais_referral.domain.deadlines import due_at
 from relais_referral.domain.lifecycle import Actor, ForbiddenTransition, Move, Status
 from relais_referral.domain.model import Referral
-from relais_referral.service_layer import audit
+from relais_referral.service_layer import audit, status_links
 from relais_referral.service_layer.context import Context, inbox_topic
 from relais_referral.service_layer.errors import InvalidField, NotAllowed, NotFound
 from relais_referral.service_layer.visits import may_work_at
@@ -66,7 +66,8 @@ async def request_referral(conn: asyncpg.Connection, ctx: Context, user: User, v
 
 async def route(conn: asyncpg.Connection, ctx: Context, referral_id: str) -> None:
     """`referral.requested` → the operator's inbox (with what the operator needs) and
-    `referral.routed` on the lifecycle log, with its answer deadline."""
+    `referral.routed` on the lifecycle log, with its answer deadline and, for the "sent"
+    message, the citizen's recipient and status link (its code made here)."""
     referral = await _referral_for_update(conn, ctx, referral_id)
     if referral.status is not Status.REQUESTED:
         structlog.get_logger().info("already_routed", status=referral.status.value)
@@ -94,8 +95,10 @@ async def route(conn: asyncpg.Connection, ctx: Context, referral_id: str) -> Non
                       events.personal_routed(referral, visit.citizen, procedure))
     await ctx.publish(conn, inbox, "referral.routed", referral_id,
                       events.routed_to_inbox(referral, at, site, adviser_name, procedure, sealed))
+    code = await status_links.make_code(conn, ctx, referral_id, at, "platform")
     await ctx.publish(conn, "referrals", "referral.routed", referral_id,
-                      events.routed(referral, at, inbox))
+                      events.routed(referral, at, inbox, events.recipient(visit.citizen),
+                                    events.status_link(ctx.public_url, code)))
 
 
 # What each operator reply moves, and every field of it that the referral keeps (on its
@@ -108,6 +111,11 @@ OPERATOR_MOVES: dict[str, tuple[Move, tuple[str, ...]]] = {
     "operator.answered": (Move.ANSWER, ("outcome", "message_to_citizen", "message_to_adviser",
                                         "appointment", "documents")),
 }
+
+
+# The operator's replies the citizen is told of (issue #13 item 4): their `referral.<move>`
+# carries the recipient and the status link (none once the citizen's data was erased).
+TOLD = (Move.REQUEST_INFO, Move.REJECT, Move.ANSWER)
 
 
 async def apply_operator_event(conn: asyncpg.Connection, ctx: Context, operator: str,
@@ -133,10 +141,13 @@ async def apply_operator_event(conn: asyncpg.Connection, ctx: Context, operator:
         await store.note_operator_reference(conn, ctx.vault, referral_id, str(detail["case_reference"]))
     await store.add_to_timeline(conn, ctx.vault, referral_id, move.value, referral.status, f"operator:{operator}",
                                 at, retention.stripped(detail) if referral.anonymised_at else detail)
-    if move is Move.ANSWER:
+    if move in TOLD:
         visit = await store.get_visit(conn, ctx.vault, referral.visit_id)
         assert visit is not None
         extra["recipient"] = events.recipient(visit.citizen)
+        code = None if visit.citizen is None or referral.anonymised_at else \
+            await status_links.code_for_message(conn, ctx, referral_id, at)
+        extra["status_link"] = events.status_link(ctx.public_url, code) if code else None
     await ctx.publish(conn, "referrals", f"referral.{move.value}", referral_id,
                       events.lifecycle(referral, at, **extra))
 

@@ -20,7 +20,8 @@ ACTION_LABELS = {
     "cancel": "Annulation", "close": "Clôture", "reroute": "Réorientation",
     "view_visit": "Consultation d'une visite",
     "complete_visit": "Ajout d'informations à une visite",
-    "print_receipt": "Récépissé imprimé (nouveau code de suivi)",
+    "print_receipt": "Récépissé imprimé",
+    "renew_status_code": "Nouveau code de suivi (l'ancien ne fonctionne plus)",
 }
 CHANNEL_LABELS = {"ui": "Pages web", "api": "API"}
 

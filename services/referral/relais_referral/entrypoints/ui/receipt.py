@@ -1,7 +1,8 @@
 """/demandes/{id}/recu: the receipt the adviser hands over when referring — operator,
 procedure, deadline, the citizen's status code, its link and QR — printed from the
-browser or as a PDF. Each print makes a NEW code (the old one stops working): the page
-says so before, and the code is shown this once (only its keyed hash is kept)."""
+browser or as a PDF, with the referral's current code (the same at each print, the one
+the citizen's messages carry). /demandes/{id}/nouveau-code: « Nouveau code », asked
+first, replaces it (the old one stops working) and shows the receipt with the new one."""
 
 from __future__ import annotations
 
@@ -18,7 +19,17 @@ from relais_kit.logs import log
 from relais_kit.printing import pdf_from_html, qr_svg  # weasyprint is imported on the first PDF
 from relais_kit.webui import PageProblem
 from relais_referral.domain import status_link
-from relais_referral.entrypoints.ui.pages import Form, Viewer, Writer, context, not_found, pages, render, transaction
+from relais_referral.entrypoints.ui.pages import (
+    Form,
+    Viewer,
+    WebUser,
+    Writer,
+    context,
+    not_found,
+    pages,
+    render,
+    transaction,
+)
 from relais_referral.service_layer import audit, status_links
 from relais_referral.service_layer.errors import NotAllowed, NotFound
 from relais_referral.service_layer.scope import may_see
@@ -26,6 +37,7 @@ from relais_referral.service_layer.scope import may_see
 router = APIRouter(dependencies=[Depends(audit.ui_channel)])
 RECEIPT_CSS = Path(__file__).resolve().parents[2] / "static" / "ui" / "receipt.css"
 NOT_ALLOWED = ("Action non autorisée", "Seul un conseiller du site de la demande imprime son récépissé.")
+NOT_FOUND = ("Demande introuvable", "Aucune demande de votre périmètre ne porte cette référence.")
 
 
 def _id(raw: str) -> str:
@@ -41,15 +53,20 @@ def public_url(request: Request) -> str:
     return (configured or str(request.base_url)).rstrip("/")
 
 
-@router.get("/demandes/{referral_id}/recu")
-async def ask(request: Request, referral_id: str, user: Viewer) -> Response:
-    rid = _id(referral_id)
+async def _adviser_of(request: Request, rid: str, user: WebUser) -> None:
+    """Before showing a form: 404 outside the adviser's scope, 403 for other roles."""
     async with transaction(request) as conn:
         site_id = await conn.fetchval("SELECT site_id FROM referrals WHERE referral_id = $1", rid)
         if site_id is None or not await may_see(conn, user.as_user(), site_id):
-            raise not_found("Demande introuvable", "Aucune demande de votre périmètre ne porte cette référence.")
+            raise not_found(*NOT_FOUND)
     if not user.is_adviser:
         raise PageProblem(403, *NOT_ALLOWED)
+
+
+@router.get("/demandes/{referral_id}/recu")
+async def ask(request: Request, referral_id: str, user: Viewer) -> Response:
+    rid = _id(referral_id)
+    await _adviser_of(request, rid, user)
     return render(request, "ui/recu_demander.html.j2", nav="demandes", referral_id=rid)
 
 
@@ -58,12 +75,51 @@ async def print_receipt(request: Request, referral_id: str, user: Writer, form: 
     rid = _id(referral_id)
     try:
         async with transaction(request) as conn:
-            receipt = await status_links.new_code(conn, context(request), user.as_user(), rid, now())
+            receipt = await status_links.receipt(conn, context(request), user.as_user(), rid, now())
     except NotFound:
-        raise not_found("Demande introuvable", "Aucune demande de votre périmètre ne porte cette référence.") \
-            from None
+        raise not_found(*NOT_FOUND) from None
     except NotAllowed:
         raise PageProblem(403, *NOT_ALLOWED) from None
+    return _sheet(request, rid, receipt, form.get("format") == "pdf")
+
+
+@router.get("/demandes/{referral_id}/nouveau-code")
+async def ask_renewal(request: Request, referral_id: str, user: Viewer) -> Response:
+    rid = _id(referral_id)
+    await _adviser_of(request, rid, user)
+    return _renewal_page(request, rid)
+
+
+def _renewal_page(request: Request, rid: str) -> Response:
+    return render(
+        request, "ui/confirm.html.j2", nav="demandes", question="Donner un nouveau code de suivi ?",
+        explanation=["Le code de suivi actuel ne fonctionnera plus : ni sur le récépissé déjà remis, "
+                     "ni dans les messages déjà envoyés à la personne.",
+                     "Faites-le si la personne a perdu son code ou si quelqu'un d'autre l'a vu. "
+                     "Le nouveau récépissé s'affiche ensuite : remettez-le à la personne, "
+                     "ses prochains messages porteront le nouveau code."],
+        action=f"/demandes/{rid}/nouveau-code", yes="Oui, donner un nouveau code",
+        back=f"/demandes/{rid}/recu", no="Non, garder le code actuel", reason=False, errors={}, values={})
+
+
+@router.post("/demandes/{referral_id}/nouveau-code")
+async def renew(request: Request, referral_id: str, user: Writer, form: Form) -> Response:
+    rid = _id(referral_id)
+    if form.get("confirmation") != "oui":  # not confirmed (a misclick, a forged form): ask
+        await _adviser_of(request, rid, user)
+        return _renewal_page(request, rid)
+    try:
+        async with transaction(request) as conn:
+            receipt = await status_links.renew(conn, context(request), user.as_user(), rid, now())
+    except NotFound:
+        raise not_found(*NOT_FOUND) from None
+    except NotAllowed:
+        raise PageProblem(403, *NOT_ALLOWED) from None
+    return _sheet(request, rid, receipt, False, renewed=True)
+
+
+def _sheet(request: Request, rid: str, receipt: status_links.Receipt, pdf: bool, *,
+           renewed: bool = False) -> Response:
     ctx, referral = context(request), receipt.referral
     operator = ctx.catalogue.operator(referral.operator)
     procedure = ctx.catalogue.procedure(referral.operator, referral.procedure)
@@ -74,7 +130,7 @@ async def print_receipt(request: Request, referral_id: str, user: Writer, form: 
              "code": status_link.grouped(receipt.code), "link": link, "suivi": f"{public_url(request)}/suivi",
              "qr": Markup(qr_svg(link, module_mm=1.0)),  # noqa: S704 - generated SVG, no user text
              "expires_days": status_link.EXPIRES_AFTER.days}
-    if form.get("format") == "pdf":
+    if pdf:
         html = pages(request).env.get_template("ui/recu_pdf.html.j2").render(
             css=Markup(RECEIPT_CSS.read_text(encoding="utf-8")), **sheet)  # noqa: S704 - our own file
         log.info("receipt_printed", format="pdf")
@@ -82,4 +138,4 @@ async def print_receipt(request: Request, referral_id: str, user: Writer, form: 
                         headers={"Cache-Control": "no-store",
                                  "Content-Disposition": 'inline; filename="recepisse.pdf"'})
     log.info("receipt_printed", format="html")
-    return render(request, "ui/recu.html.j2", nav="demandes", referral_id=rid, **sheet)
+    return render(request, "ui/recu.html.j2", nav="demandes", referral_id=rid, renewed=renewed, **sheet)

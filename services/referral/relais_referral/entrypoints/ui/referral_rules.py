@@ -22,7 +22,7 @@ EVENT_LABELS: dict[str, str] = {
     "closed": "Demande clôturée",
     "cancelled": "Demande annulée",
     "overdue": "Délai de réponse dépassé",
-    "notification.sent": "Personne informée de la réponse",
+    "notification.sent": "Message envoyé à la personne",
     "notification.failed": "La personne n'a pas pu être informée",
     "notification.delivered": "SMS reçu par la personne",
 }
