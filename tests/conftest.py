@@ -26,6 +26,11 @@ from relais_kit.topics import create_topics, load_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The tests run at any hour: the SMS of a service started in the test process are not
+# held by quiet hours (deploy/local does the same for the platforms it starts). The
+# quiet-hours tests give the delivery loop its window and clock themselves.
+os.environ.setdefault("RELAIS_SMS_QUIET_HOURS", "")
+
 
 def docker_wanted() -> bool:
     if os.environ.get("RELAIS_TEST_DOCKER") in ("1", "0"):

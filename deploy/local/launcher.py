@@ -542,6 +542,9 @@ class LocalPlatform:
             "RELAIS_TOKEN_JWKS_URL": f"{self.url('referral')}/.well-known/jwks.json",
         })
         env.setdefault("RELAIS_ENV", "dev")
+        # The demo and the tests run at any hour: no quiet hours for SMS unless asked for
+        # (the service's own default, for production, holds them at night and on Sundays).
+        env.setdefault("RELAIS_SMS_QUIET_HOURS", "")
         for name, (_, variable, _) in self.services.items():
             env[variable] = str(self.service_ports[name])
         if self.desk_operator:

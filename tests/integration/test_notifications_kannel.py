@@ -144,7 +144,7 @@ async def test_sms_through_kannel_delivered_then_a_failed_report(
             # fakesmsc, the operator, got it from the sender name, to the number, readable.
             received = kannel.log("fakesmsc")
             assert "Got message" in received and "FranceSvcs +33612345678 text " in received
-            assert "RDV le mardi 25/03 à 10h30" in received
+            assert "rendez-vous le mardi 25/03 à 10h30" in received
 
             records = await read_topic(kafka_bootstrap, "notifications", lambda rs: any(
                 header_map(r)["ce_type"] == DELIVERED and r.key.decode() == by_sms.subject for r in rs))

@@ -346,7 +346,7 @@ async def test_sms_letter_and_none(
         assert len(spooled) == 1
         assert spooled[0]["to"] == "+33612345678"
         assert len(spooled[0]["text"]) <= 160
-        assert "RDV le mardi 25/03 à 10h30" in spooled[0]["text"]
+        assert "rendez-vous le mardi 25/03 à 10h30" in spooled[0]["text"]
 
         # Letter: stored, sent, printable through the API.
         letter_rows = await svc.deliveries(by_letter.subject)
@@ -357,7 +357,7 @@ async def test_sms_letter_and_none(
         assert letter.status_code == 200
         assert letter.headers["content-type"].startswith("text/plain")
         assert "33127 Martignas-sur-Jalle" in letter.text
-        assert "Bonne nouvelle : la CAF a traité la demande" in " ".join(letter.text.split())
+        assert "Bonne nouvelle : la CAF a répondu à votre demande." in " ".join(letter.text.split())
         not_a_letter = await svc.client.get(f"/api/v1/notifications/{letter_rows[1]['id']}/letter",
                                             headers=bearer())
         assert not_a_letter.status_code == 404

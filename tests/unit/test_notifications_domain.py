@@ -11,21 +11,23 @@ import pytest
 
 from relais_kit.contract import load_contract
 from relais_kit.settings import REPO_ROOT
+from relais_notifications.adapters.templates import wordings
 from relais_notifications.domain import policy, privacy, sms
 from relais_notifications.domain.french import datetime_fr, of, operator_name, short_datetime_fr
 from relais_notifications.domain.model import (
     OUTCOMES,
-    Answer,
-    UnusableAnswer,
+    Step,
+    UnusableStep,
     addressee,
     delivery_id,
     message_id,
 )
 from relais_notifications.domain.notifications import notifications_for
 from relais_notifications.domain.sites import SiteState
-from relais_notifications.domain.texts import citizen_text, sms_text, subject
 
 EVENT_ID = "e1b9c3d7-6f2a-4b8e-9c0d-3f5a7b9c1d2e"
+
+WORDINGS = wordings()
 
 
 def answered(outcome: str = "resolved", channel: str = "email", operator: str = "caf",
@@ -57,8 +59,8 @@ def answered(outcome: str = "resolved", channel: str = "email", operator: str = 
     return data
 
 
-def answer(**kwargs: Any) -> Answer:
-    return Answer.from_event_data(answered(**kwargs))
+def answer(**kwargs: Any) -> Step:
+    return Step.from_event_data(answered(**kwargs))
 
 
 def one_line(text: str) -> str:
@@ -95,7 +97,7 @@ def test_dates_are_french_in_paris_time() -> None:
 
 @pytest.mark.parametrize("channel", ["email", "sms", "letter"])
 def test_citizen_then_adviser(channel: str) -> None:
-    found = notifications_for(answer(channel=channel), EVENT_ID)
+    found = notifications_for(answer(channel=channel), EVENT_ID, WORDINGS)
     assert [(n.recipient, n.channel) for n in found] == [("citizen", channel), ("adviser", "adviser_screen")]
     citizen, adviser = found
     assert citizen.announce and not adviser.announce
@@ -106,21 +108,21 @@ def test_citizen_then_adviser(channel: str) -> None:
 
 
 def test_channel_none_only_tells_the_adviser() -> None:
-    found = notifications_for(answer(channel="none"), EVENT_ID)
+    found = notifications_for(answer(channel="none"), EVENT_ID, WORDINGS)
     assert [(n.recipient, n.channel) for n in found] == [("adviser", "adviser_screen")]
 
 
 def test_ids_are_deterministic() -> None:
-    first = notifications_for(answer(), EVENT_ID)
-    again = notifications_for(answer(), EVENT_ID)
+    first = notifications_for(answer(), EVENT_ID, WORDINGS)
+    again = notifications_for(answer(), EVENT_ID, WORDINGS)
     assert [n.id for n in first] == [n.id for n in again]
     assert first[0].id == delivery_id(EVENT_ID, "citizen") != delivery_id(EVENT_ID, "adviser")
-    assert notifications_for(answer(), "another-event")[0].id != first[0].id
+    assert notifications_for(answer(), "another-event", WORDINGS)[0].id != first[0].id
     assert message_id(first[0].id, "france-services.example") == f"<{first[0].id}@france-services.example>"
 
 
 def test_email_address_is_a_quoted_mailbox() -> None:
-    citizen = notifications_for(answer(), EVENT_ID)[0]
+    citizen = notifications_for(answer(), EVENT_ID, WORDINGS)[0]
     assert citizen.address == "Mme Dupont <nadia.dupont@example.fr>"
 
 
@@ -142,7 +144,7 @@ def test_the_addressee_is_one_clean_line(given: str, shown: str) -> None:
 def test_a_line_break_in_the_name_never_reaches_a_header_or_a_greeting(channel: str) -> None:
     data = answered(channel=channel)
     data["recipient"]["display_name"] = "Mme\nDupont"
-    citizen = notifications_for(Answer.from_event_data(data), EVENT_ID)[0]
+    citizen = notifications_for(Step.from_event_data(data), EVENT_ID, WORDINGS)[0]
     assert citizen.status != "failed"
     assert citizen.body is not None and "Bonjour Mme Dupont," in citizen.body
     if channel == "email":
@@ -152,22 +154,22 @@ def test_a_line_break_in_the_name_never_reaches_a_header_or_a_greeting(channel: 
 def test_a_blank_name_is_addressed_neutrally() -> None:
     data = answered()
     data["recipient"]["display_name"] = "\r\n"
-    citizen = notifications_for(Answer.from_event_data(data), EVENT_ID)[0]
+    citizen = notifications_for(Step.from_event_data(data), EVENT_ID, WORDINGS)[0]
     assert citizen.address == '"Madame, Monsieur" <nadia.dupont@example.fr>'
     assert citizen.body is not None and citizen.body.startswith("Bonjour Madame, Monsieur,")
 
 
 @pytest.mark.parametrize(("channel", "changes", "error"), [
-    ("email", {"outcome": "unheard-of"}, "KeyError"),
-    ("letter", {"outcome": "unheard-of"}, "KeyError"),
-    ("sms", {"outcome": "documents_needed", "documents": (None,)}, "TypeError"),
+    ("email", {"outcome": "unheard-of"}, "TemplateNotFound"),
+    ("letter", {"outcome": "unheard-of"}, "TemplateNotFound"),
+    ("sms", {"outcome": "unheard-of"}, "TemplateNotFound"),
 ])
 def test_a_citizen_message_that_cannot_be_written_fails_alone(channel: str, changes: dict[str, Any],
                                                               error: str) -> None:
     # Answers the contract would not let through, built directly: writing the citizen's
     # message breaks; the adviser is told all the same.
     broken = dataclasses.replace(answer(channel=channel), **changes)
-    citizen, adviser = notifications_for(broken, EVENT_ID)
+    citizen, adviser = notifications_for(broken, EVENT_ID, WORDINGS)
     assert (citizen.recipient, citizen.channel, citizen.status) == ("citizen", channel, "failed")
     assert citizen.body is None and citizen.address is None
     assert citizen.reason == f"message impossible à rédiger ({error})"
@@ -180,20 +182,22 @@ def test_a_citizen_message_that_cannot_be_written_fails_alone(channel: str, chan
 
 def test_resolved() -> None:
     a = answer(outcome="resolved")
-    text = one_line(citizen_text(a))
-    assert subject(a) == "La CAF a répondu à votre demande"
+    text = one_line(WORDINGS.citizen_text(a))
+    assert WORDINGS.subject(a) == "La CAF a répondu à votre demande"
     assert text.startswith("Bonjour Mme Dupont,")
-    assert "Bonne nouvelle : la CAF a traité la demande" in text
+    assert "Bonne nouvelle : la CAF a répondu à votre demande. Votre démarche est réglée." in text
     assert "Voici le message de la CAF : Votre dossier a été mis à jour, vous recevrez un courrier." in text
     assert "votre conseiller France Services" in text
-    assert "merci de ne pas y répondre" in text
+    assert "Merci de ne pas y répondre" in text
 
 
 def test_appointment_offered_gives_date_time_and_place_in_french() -> None:
     a = answer(outcome="appointment_offered", operator="cnam")
-    text = one_line(citizen_text(a))
-    assert subject(a) == "L'Assurance Maladie (CPAM) vous propose un rendez-vous"
-    assert "L'Assurance Maladie (CPAM) a étudié la demande" in text
+    text = one_line(WORDINGS.citizen_text(a))
+    assert WORDINGS.subject(a) == "L'Assurance Maladie (CPAM) vous propose un rendez-vous"
+    assert "L'Assurance Maladie (CPAM) vous propose un rendez-vous :" in text
+    # How to change it, in plain words.
+    assert "Vous ne pouvez pas venir à ce rendez-vous ?" in text
     assert "Quand : le mardi 25 mars 2025 à 10 h 30" in text
     assert "Où : CAF de Lot-et-Garonne, 47000 Agen" in text
     assert "Voici le message de l'Assurance Maladie (CPAM)" in text
@@ -201,34 +205,33 @@ def test_appointment_offered_gives_date_time_and_place_in_french() -> None:
 
 def test_documents_needed_lists_the_documents() -> None:
     a = answer(outcome="documents_needed", operator="ants")
-    body = citizen_text(a)
-    assert subject(a) == "L'ANTS a besoin de documents pour votre demande"
+    body = WORDINGS.citizen_text(a)
+    assert WORDINGS.subject(a) == "L'ANTS a besoin de documents"
     assert "  - Justificatif de domicile de moins de 6 mois\n" in body
     assert "  - Trois derniers bulletins de salaire\n" in body
-    assert "L'ANTS a bien reçu la demande" in one_line(body)
+    assert "L'ANTS a bien reçu votre demande." in one_line(body)
 
 
 def test_refused_is_kind_and_points_to_the_adviser() -> None:
     a = answer(outcome="refused", operator="crous")
-    text = one_line(citizen_text(a))
-    assert subject(a) == "Réponse du Crous à votre demande"
-    assert "Le Crous a étudié avec attention la demande" in text
-    assert "ne peut malheureusement pas y donner une suite favorable" in text
+    text = one_line(WORDINGS.citizen_text(a))
+    assert WORDINGS.subject(a) == "Réponse du Crous à votre demande"
+    assert "Le Crous a étudié votre demande. Le Crous ne peut pas l'accepter." in text
     assert "Voici le message du Crous" in text
-    assert "chercher avec vous une autre solution" in text
+    assert "Il peut chercher une autre solution avec vous." in text
 
 
 def test_other() -> None:
     a = answer(outcome="other", operator="dgfip")
-    text = one_line(citizen_text(a))
-    assert subject(a) == "La DGFiP (impôts) a répondu à votre demande"
-    assert "La DGFiP (impôts) a répondu à la demande" in text
+    text = one_line(WORDINGS.citizen_text(a))
+    assert WORDINGS.subject(a) == "La DGFiP (impôts) a répondu à votre demande"
+    assert "La DGFiP (impôts) a répondu à votre demande." in text
 
 
 @pytest.mark.parametrize("outcome", OUTCOMES)
 def test_lines_fit_a_mail_reader(outcome: str) -> None:
     long_message = "Nous avons bien étudié votre situation personnelle et professionnelle. " * 8
-    body = citizen_text(answer(outcome=outcome, message_to_citizen=long_message))
+    body = WORDINGS.citizen_text(answer(outcome=outcome, message_to_citizen=long_message))
     assert max(len(line) for line in body.splitlines()) <= 76
     assert "\n\n\n" not in body
     assert one_line(long_message) in one_line(body)
@@ -238,7 +241,7 @@ def test_lines_fit_a_mail_reader(outcome: str) -> None:
 
 def test_letter_has_address_date_and_subject_and_no_reply_footer() -> None:
     a = answer(outcome="documents_needed", channel="letter", operator="la-poste")
-    letter = notifications_for(a, EVENT_ID)[0]
+    letter = notifications_for(a, EVENT_ID, WORDINGS)[0]
     assert letter.channel == "letter" and letter.address is None
     lines = letter.body.splitlines()
     assert lines[0] == "France Services"
@@ -246,31 +249,31 @@ def test_letter_has_address_date_and_subject_and_no_reply_footer() -> None:
     assert "12 avenue de la Libération" in lines
     assert "33127 Martignas-sur-Jalle" in lines
     assert "Le 18 mars 2025" in lines
-    assert "Objet : La Poste a besoin de documents pour votre demande" in lines
+    assert "Objet : La Poste a besoin de documents" in lines
     assert "  - Justificatif de domicile de moins de 6 mois" in lines
-    assert "merci de ne pas y répondre" not in letter.body
+    assert "Merci de ne pas y répondre" not in letter.body
 
 
 # --- the SMS ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("outcome", OUTCOMES)
 def test_sms_fits_one_gsm_message(outcome: str) -> None:
-    text = sms_text(answer(outcome=outcome, channel="sms", operator="dgfip",
+    text = WORDINGS.sms_text(answer(outcome=outcome, channel="sms", operator="dgfip",
                            message_to_citizen="Très long message de l'opérateur. " * 20))
     assert sms.gsm7_length(text) <= 160
     assert sms.to_gsm7(text) == text  # no character forces UCS-2
     assert text.startswith("La DGFiP (impots)")
-    assert text.endswith("Infos : votre conseiller France Services.")
+    assert text.endswith(": votre conseiller France Services.")
 
 
 def test_sms_keeps_the_appointment_date() -> None:
-    text = sms_text(answer(outcome="appointment_offered", channel="sms"))
+    text = WORDINGS.sms_text(answer(outcome="appointment_offered", channel="sms"))
     assert "mardi 25/03 à 10h30" in text
     assert "CAF de Lot-et-Garonne" in text
 
 
 def test_sms_lists_the_documents_cut_when_too_long() -> None:
-    text = sms_text(answer(outcome="documents_needed", channel="sms",
+    text = WORDINGS.sms_text(answer(outcome="documents_needed", channel="sms",
                            documents=[f"Document numéro {i} à fournir" for i in range(10)]))
     assert "a besoin de : Document numéro 0 à fournir" in text
     assert "..." in text
@@ -296,13 +299,13 @@ def test_backoff_doubles_and_is_capped() -> None:
 # --- what the schema should have caught -------------------------------------------------
 
 def test_unusable_answers_are_refused() -> None:
-    with pytest.raises(UnusableAnswer):
-        Answer.from_event_data(answered(outcome="appointment_offered") | {"appointment": None})
-    with pytest.raises(UnusableAnswer):
-        Answer.from_event_data(answered(channel="email") | {"recipient": {"display_name": "X",
+    with pytest.raises(UnusableStep):
+        Step.from_event_data(answered(outcome="appointment_offered") | {"appointment": None})
+    with pytest.raises(UnusableStep):
+        Step.from_event_data(answered(channel="email") | {"recipient": {"display_name": "X",
                                                                           "channel": "email"}})
-    with pytest.raises(UnusableAnswer):
-        Answer.from_event_data({"referral_id": str(uuid.uuid4())})
+    with pytest.raises(UnusableStep):
+        Step.from_event_data({"referral_id": str(uuid.uuid4())})
 
 
 # --- the view of the sites registry ----------------------------------------------------
@@ -340,6 +343,7 @@ def test_an_access_answer_lists_every_delivery_in_json() -> None:
     assert plaintext == {"request_id": request_id, "service": "notifications", "records": {"deliveries": [{
         "delivery_id": str(delivery), "referral_id": str(referral), "recipient": "citizen", "channel": "email",
         "status": "sent", "address": "Mme Dupont <nadia.dupont@example.fr>", "subject": "La CAF a répondu",
-        "body": "Bonjour Mme Dupont,", "reason": None, "created_at": "2025-03-18T15:10:00+00:00",
+        "body": "Bonjour Mme Dupont,", "fallback_subject": None, "fallback_body": None, "reason": None,
+        "created_at": "2025-03-18T15:10:00+00:00",
         "sent_at": "2025-03-18T15:10:00+00:00", "failed_at": None, "erased_at": None}]}}
     assert privacy.access_records(request_id, [])["records"] == {"deliveries": []}

@@ -13,7 +13,7 @@ import pytest
 
 from relais_notifications.adapters import letter_pdf
 from relais_notifications.adapters.store import PrintableLetter
-from relais_notifications.domain import texts
+from relais_notifications.adapters.templates import wordings
 from relais_notifications.domain.letter import (
     MAX_CHARS,
     UnreadableLetter,
@@ -23,11 +23,13 @@ from relais_notifications.domain.letter import (
     place_lines,
     postal_lines,
 )
-from relais_notifications.domain.model import Answer
+from relais_notifications.domain.model import Step
+
+WORDINGS = wordings()
 
 
-def answer(**recipient: Any) -> Answer:
-    return Answer.from_event_data({
+def answer(**recipient: Any) -> Step:
+    return Step.from_event_data({
         "referral_id": str(uuid.uuid4()), "visit_id": str(uuid.uuid4()), "operator": "caf",
         "procedure": "caf.prime-activite", "site_id": "agen-leon-blum-poste", "adviser_id": "adv-agen-0142",
         "status": "answered", "occurred_at": "2025-03-18T16:10:00+01:00", "outcome": "documents_needed",
@@ -85,21 +87,21 @@ def test_an_address_without_a_town_is_refused() -> None:
 # --- the stored letter ---------------------------------------------------------------------------
 
 def test_a_stored_letter_splits_into_address_date_subject_and_body() -> None:
-    found = parts(texts.citizen_text(answer(), letter=True))
+    found = parts(WORDINGS.citizen_text(answer(), letter=True))
     assert found.address == ("Mme Élodie Dupont", "Résidence Les Tilleuls, bâtiment B, 12 avenue de la Libération",
                              "33127 Martignas-sur-Jalle")
     assert found.date_line == "Le 18 mars 2025"
-    assert found.subject == "La CAF a besoin de documents pour votre demande"
+    assert found.subject == "La CAF a besoin de documents"
     assert found.body.startswith("Bonjour Mme Élodie Dupont,")
     assert found.body.rstrip().endswith("Votre conseiller France Services")
 
 
 def test_the_body_joins_the_lines_its_wrapping_cut_and_keeps_the_others() -> None:
-    found = paragraphs(parts(texts.citizen_text(answer(), letter=True)).body)
+    found = paragraphs(parts(WORDINGS.citizen_text(answer(), letter=True)).body)
     assert ["- un avis d'imposition 2024",
             "- un justificatif de domicile de moins de trois mois, au nom de la personne"] in found
-    assert any(p[0].startswith("La CAF a bien reçu la demande") and p[0].endswith("documents suivants :")
-               for p in found)
+    # Short sentences, one a line, stay lines of their own.
+    assert ["La CAF a bien reçu votre demande.", "Pour la traiter, la CAF a besoin de ces documents :"] in found
 
 
 def test_a_text_that_is_not_a_letter_is_refused() -> None:
@@ -114,7 +116,7 @@ def pdf_text(pdf: bytes) -> list[str]:
 
 
 def test_a_letter_prints_on_one_a4_page_with_the_sender_address_and_text() -> None:
-    letter = printable(texts.citizen_text(answer(), letter=True), site_name="France Services d'Agen",
+    letter = printable(WORDINGS.citizen_text(answer(), letter=True), site_name="France Services d'Agen",
                        site_street="1 place Léon-Blum", site_postcode="47000", site_city="Agen")
     pdf = letter_pdf.pdf([letter])
     page = pypdf.PdfReader(io.BytesIO(pdf)).pages[0]
@@ -128,20 +130,20 @@ def test_a_letter_prints_on_one_a4_page_with_the_sender_address_and_text() -> No
     assert {"RÉPUBLIQUE", "FRANÇAISE", "France Services d'Agen", "1 place Léon-Blum", "47000 AGEN",
             "Le 18 mars 2025"} <= set(lines)
     flat = " ".join(text.split())
-    assert "Objet : La CAF a besoin de documents pour votre demande" in flat
+    assert "Objet : La CAF a besoin de documents Bonjour" in flat
     assert "Un conseiller de la CAF vous recevra pour revoir votre prime d'activité." in flat
     assert "scannez" not in flat  # no status link yet, no QR
 
 
 def test_a_status_link_prints_as_a_qr_code_with_the_short_link() -> None:
-    letter = printable(texts.citizen_text(answer(), letter=True))
+    letter = printable(WORDINGS.citizen_text(answer(), letter=True))
     html = letter_pdf.html([letter], {str(letter.referral_id): "https://relais.example/s/Xk3P9qLm"})
     assert "<svg" in html and "https://relais.example/s/Xk3P9qLm" in html
     assert "France Services" in html  # the sender while the site's name is unknown here
 
 
 def test_the_letters_of_a_day_print_one_page_each() -> None:
-    letters = [printable(texts.citizen_text(answer(display_name=name), letter=True))
+    letters = [printable(WORDINGS.citizen_text(answer(display_name=name), letter=True))
                for name in ("Mme Élodie Dupont", "M. Karim Benali")]
     pages = pdf_text(letter_pdf.pdf(letters))
     assert len(pages) == 2
@@ -149,5 +151,5 @@ def test_the_letters_of_a_day_print_one_page_each() -> None:
 
 
 def test_names_are_escaped_in_the_printed_html() -> None:
-    letter = printable(texts.citizen_text(answer(display_name="<b>Mme</b> Dupont"), letter=True))
+    letter = printable(WORDINGS.citizen_text(answer(display_name="<b>Mme</b> Dupont"), letter=True))
     assert "&lt;b&gt;Mme&lt;/b&gt; Dupont" in letter_pdf.html([letter])

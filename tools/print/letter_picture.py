@@ -15,10 +15,9 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from relais_notifications.adapters import letter_pdf
+from relais_notifications.adapters import letter_pdf, templates
 from relais_notifications.adapters.store import PrintableLetter
-from relais_notifications.domain import texts
-from relais_notifications.domain.model import Answer
+from relais_notifications.domain.model import Step
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "docs" / "screens" / "courrier.png"
@@ -34,6 +33,7 @@ SAMPLE = {
     "recipient": {"display_name": "Mme Élodie Dupont", "channel": "letter", "postal_address": {
         "street": "Résidence Les Tilleuls, bâtiment B, 12 avenue de la Libération", "postcode": "47000",
         "city": "Agen"}},
+    "status_link": {"url": "https://france-services.example/suivi/K7QM-9TXH-2C", "code": "K7QM-9TXH-2C"},
 }
 
 
@@ -42,9 +42,9 @@ def main() -> int:
     if pdftoppm is None:
         print("letter_picture: pdftoppm missing: run tools/print/install-poppler.sh", file=sys.stderr)
         return 1
-    answer = Answer.from_event_data(SAMPLE)
+    answer = Step.from_event_data(SAMPLE)
     letter = PrintableLetter(uuid.UUID(int=1), answer.referral_id, answer.site_id, datetime.now(UTC),
-                             texts.citizen_text(answer, letter=True), None, "France Services Agen Léon-Blum",
+                             templates.wordings().citizen_text(answer, letter=True), None, "France Services Agen Léon-Blum",
                              "1 place du Docteur-Pierre-Esquirol", "47000", "Agen")
     with tempfile.TemporaryDirectory() as tmp:
         pdf = Path(tmp) / "courrier.pdf"

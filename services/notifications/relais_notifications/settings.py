@@ -9,6 +9,8 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from relais_kit.settings import PlatformSettings
+from relais_notifications.domain import quiet_hours
+from relais_notifications.domain.quiet_hours import QuietHours
 
 DEFAULT_FROM = "France Services <ne-pas-repondre@france-services.example>"
 
@@ -36,6 +38,17 @@ class NotificationsSettings(PlatformSettings):
     kannel_dlr_secret: str = Field(default="", alias="RELAIS_KANNEL_DLR_SECRET")
     # The secret in the URL smsbox calls with the texts telephones send (STOP): empty, refused.
     kannel_mo_secret: str = Field(default="", alias="RELAIS_KANNEL_MO_SECRET")
+    # Quiet hours of the citizen's SMS, Paris time (domain/quiet_hours.py): an SMS due
+    # between these hours ("HH:MM-HH:MM", evening then morning) waits until the morning;
+    # with RELAIS_SMS_QUIET_REST_DAYS (default on) Sundays and French public holidays
+    # are quiet all day, so it waits until the next working morning. Empty: no quiet
+    # hours at all, days included (the local platform's default: tests and the demo run
+    # at any hour). E-mails are never held.
+    sms_quiet_hours: str = Field(default="20:00-08:00", alias="RELAIS_SMS_QUIET_HOURS")
+    sms_quiet_rest_days: bool = Field(default=True, alias="RELAIS_SMS_QUIET_REST_DAYS")
+    # A directory of templates replacing the package's, file by file (same names:
+    # `sent.txt.j2`, `sms/sent.txt.j2`…): the citizen's texts changed without code.
+    templates_dir: Path | None = Field(default=None, alias="RELAIS_NOTIFICATIONS_TEMPLATES")
     # Delivery loop: attempts before a delivery fails for good, exponential backoff
     # between them (base, doubled each time, capped), idle poll between wake-ups.
     max_attempts: int = Field(default=5, ge=1, alias="RELAIS_NOTIFICATIONS_MAX_ATTEMPTS")
@@ -53,6 +66,15 @@ class NotificationsSettings(PlatformSettings):
             raise ValueError("RELAIS_SMS_GATEWAY=kannel needs RELAIS_KANNEL_PASSWORD and a"
                              " RELAIS_KANNEL_DLR_SECRET of 16 characters at least")
         return self
+
+    @model_validator(mode="after")
+    def _quiet_hours_readable(self) -> NotificationsSettings:
+        self.quiet_hours  # noqa: B018 - a typo stops the service at start, not at night
+        return self
+
+    @property
+    def quiet_hours(self) -> QuietHours | None:
+        return quiet_hours.parse(self.sms_quiet_hours, rest_days=self.sms_quiet_rest_days)
 
     @property
     def mail_domain(self) -> str:

@@ -38,12 +38,18 @@ def page(found: PrintableLetter, status_url: str | None = None) -> dict[str, Any
     """What the template prints of one letter."""
     assert found.text is not None, "an erased letter is not printed"
     parts = layout.parts(found.text)
+    paragraphs = layout.paragraphs(parts.body)
+    written = layout.status_url(parts.body)
+    if written:  # the QR box below says it, with the code: not twice
+        paragraphs = [p for p in paragraphs if not any(written in line for line in p)]
+    status_url = status_url or written
     return {
         "sender": sender(found),
         "address": layout.postal_lines(parts.address),
         "date_line": parts.date_line,
         "subject": parts.subject,
-        "paragraphs": layout.paragraphs(parts.body),
+        "paragraphs": paragraphs,
+        "status_code": layout.status_code(parts.body),
         "status_url": status_url,
         # segno's markup (no text of the letter in it): safe to insert as is.
         "qr": Markup(qr_svg(status_url)) if status_url else "",  # noqa: S704

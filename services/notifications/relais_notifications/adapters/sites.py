@@ -27,3 +27,11 @@ async def record(conn: asyncpg.Connection, state: SiteState) -> bool:
             state.site_id, state.parent_site_id, state.department, state.updated_at, state.name, state.street,
             state.postcode, state.city)
     return bool(applied)
+
+
+async def get(conn: asyncpg.Connection, site_id: str) -> SiteState | None:
+    """The site as this service knows it (None when the registry never told of it)."""
+    row = await conn.fetchrow(
+        "SELECT site_id, updated_at, parent_site_id, department, retired, name, street, postcode, city"
+        " FROM sites WHERE site_id = $1", site_id)
+    return SiteState(**dict(row)) if row else None

@@ -26,15 +26,25 @@ WAKE_CHANNEL = "relais_deliveries"
 ADDRESS = SealedColumn("deliveries", "address")
 SUBJECT = SealedColumn("deliveries", "subject")
 BODY = SealedColumn("deliveries", "body")
-SEALED = (ADDRESS, SUBJECT, BODY)
+# An SMS's letter to print instead if it fails for good (migration 009).
+FALLBACK_SUBJECT = SealedColumn("deliveries", "fallback_subject")
+FALLBACK_BODY = SealedColumn("deliveries", "fallback_body")
+SEALED = (ADDRESS, SUBJECT, BODY, FALLBACK_SUBJECT, FALLBACK_BODY)
+# What erasing a delivery's content sets to NULL (retention, the right to erasure).
+_ERASE_CONTENT = "address = NULL, subject = NULL, body = NULL, fallback_subject = NULL, fallback_body = NULL"
 
 # Deliveries with their site as this service knows it (the scope of a reader applies to it).
 _WITH_SITE = "deliveries d LEFT JOIN sites s ON s.site_id = d.site_id"
 SCOPED_COLUMNS = ("d.site_id", "s.parent_site_id", "s.department")
 
-# What the list API may show: never `address`, `subject` nor the citizen's body.
-_PUBLIC = ("d.id, d.referral_id, d.recipient, d.channel, d.status, d.created_at, d.sent_at, d.failed_at,"
-           " d.attempts, d.reason, d.erased_at, CASE WHEN d.recipient = 'adviser' THEN d.body END AS message")
+# The facts of a delivery, never its content (`address`, `subject`, `body`): what ops
+# read (`facts`); the next attempt only while it is pending (else it means nothing).
+_FACTS = ("d.id, d.referral_id, d.recipient, d.channel, d.status, d.created_at, d.sent_at, d.failed_at,"
+          " d.attempts, d.reason, d.erased_at, d.delivered_at, d.report, d.report_at,"
+          " CASE WHEN d.status = 'pending' THEN d.next_attempt_at END AS next_attempt_at")
+# What the list API may show: the facts, and the operator's note on the adviser's
+# deliveries (sealed: opened by `visible`); never `address`, `subject` nor the citizen's body.
+_PUBLIC = _FACTS + ", CASE WHEN d.recipient = 'adviser' THEN d.body END AS message"
 
 
 @dataclass(frozen=True)
@@ -66,17 +76,20 @@ class Erased:
 
 
 async def add(conn: asyncpg.Connection, vault: Vault, n: Notification, at: datetime) -> bool:
-    """Stores a notification, its content sealed; False when this (cause event,
-    recipient) already has one."""
+    """Stores a notification, its content (and fallback letter) sealed; False when it,
+    or this (cause event, recipient, channel), is already stored."""
     inserted = await conn.fetchval(
         "INSERT INTO deliveries (id, referral_id, cause_event_id, adviser_id, site_id, recipient,"
-        " channel, status, address, subject, body, reason, created_at, sent_at, failed_at, traceparent)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+        " channel, status, address, subject, body, reason, created_at, sent_at, failed_at, traceparent,"
+        " fallback_subject, fallback_body)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
         " ON CONFLICT DO NOTHING RETURNING true",
         n.id, n.referral_id, n.cause_event_id, n.adviser_id, n.site_id, n.recipient, n.channel, n.status,
         vault.seal_optional(n.address, ADDRESS.context(n.id)), vault.seal_optional(n.subject, SUBJECT.context(n.id)),
         vault.seal_optional(n.body, BODY.context(n.id)), n.reason, at,
-        at if n.status == "sent" else None, at if n.status == "failed" else None, tracing.current_traceparent())
+        at if n.status == "sent" else None, at if n.status == "failed" else None, tracing.current_traceparent(),
+        vault.seal_optional(n.fallback_subject, FALLBACK_SUBJECT.context(n.id)),
+        vault.seal_optional(n.fallback_body, FALLBACK_BODY.context(n.id)))
     return bool(inserted)
 
 
@@ -110,8 +123,16 @@ async def seconds_until_next_due(conn: asyncpg.Connection) -> float | None:
     return None if value is None else max(float(value), 0.0)
 
 
-# The three marks apply to a delivery still pending only: one failed meanwhile by an
+# The marks apply to a delivery still pending only: one failed meanwhile by an
 # erasure keeps that state (and its event). Each says whether it applied.
+
+async def postpone(conn: asyncpg.Connection, delivery_id: uuid.UUID, until: datetime, reason: str) -> bool:
+    """Not to be sent before `until` (an SMS in quiet hours): no attempt counted, still
+    pending, `reason` telling the adviser why it waits."""
+    return _one(await conn.execute(
+        "UPDATE deliveries SET next_attempt_at = $2, reason = $3 WHERE id = $1 AND status = 'pending'",
+        delivery_id, until, reason))
+
 
 async def mark_sent(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts: int, at: datetime) -> bool:
     return _one(await conn.execute(
@@ -129,12 +150,42 @@ async def mark_retry(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts:
 async def mark_failed(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts: int,
                       at: datetime, reason: str) -> bool:
     return _one(await conn.execute(
-        "UPDATE deliveries SET status = 'failed', attempts = $2, failed_at = $3, reason = $4"
+        "UPDATE deliveries SET status = 'failed', attempts = $2, failed_at = $3, reason = $4,"
+        " fallback_subject = NULL, fallback_body = NULL"  # written as a letter now, if any: see fallback_of
         " WHERE id = $1 AND status = 'pending'", delivery_id, attempts, at, reason))
 
 
 def _one(status: str) -> bool:
     return status.endswith(" 1")
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """The letter to print instead of an SMS that is failing, opened, with what the
+    letter's delivery shares with the SMS's."""
+
+    sms_id: uuid.UUID
+    referral_id: uuid.UUID
+    cause_event_id: str
+    adviser_id: str
+    site_id: str
+    subject: str | None
+    body: str
+
+
+async def fallback_of(conn: asyncpg.Connection, vault: Vault, sms_id: uuid.UUID) -> Fallback | None:
+    """The fallback letter of an SMS about to be marked failed (its row locked until the
+    transaction ends); None when it has none (or it was erased or settled meanwhile).
+    Raises VaultError if its key is missing."""
+    row = await conn.fetchrow(
+        "SELECT id, referral_id, cause_event_id, adviser_id, site_id, fallback_subject, fallback_body"
+        " FROM deliveries WHERE id = $1 AND channel = 'sms' AND fallback_body IS NOT NULL FOR UPDATE", sms_id)
+    if row is None:
+        return None
+    return Fallback(sms_id=row["id"], referral_id=row["referral_id"], cause_event_id=row["cause_event_id"],
+                    adviser_id=row["adviser_id"], site_id=row["site_id"],
+                    subject=vault.open_optional(row["fallback_subject"], FALLBACK_SUBJECT.context(row["id"])),
+                    body=vault.open(row["fallback_body"], FALLBACK_BODY.context(row["id"])))
 
 
 async def visible(conn: asyncpg.Connection, vault: Vault, scope: Scope, *, referral_id: uuid.UUID | None,
@@ -202,8 +253,9 @@ async def letters_of_day(conn: asyncpg.Connection, vault: Vault, scope: Scope, s
 async def of_referrals(conn: asyncpg.Connection, vault: Vault, referral_ids: list[uuid.UUID]) -> list[dict[str, Any]]:
     """Every delivery of these referrals, content opened (the right of access)."""
     rows = await conn.fetch(
-        "SELECT id AS delivery_id, referral_id, recipient, channel, status, address, subject, body, reason,"
-        " created_at, sent_at, failed_at, erased_at FROM deliveries WHERE referral_id = ANY($1::uuid[])"
+        "SELECT id AS delivery_id, referral_id, recipient, channel, status, address, subject, body,"
+        " fallback_subject, fallback_body, reason, created_at, sent_at, failed_at, erased_at"
+        " FROM deliveries WHERE referral_id = ANY($1::uuid[])"
         " ORDER BY created_at, recipient DESC", referral_ids)
     return [{**dict(r), **{c.column: vault.open_optional(r[c.column], c.context(r["delivery_id"])) for c in SEALED}}
             for r in rows]
@@ -216,7 +268,7 @@ async def erase_referrals(conn: asyncpg.Connection, referral_ids: list[uuid.UUID
     rows = await conn.fetch(
         "WITH target AS (SELECT id, status = 'pending' AS was_pending FROM deliveries"
         "                WHERE referral_id = ANY($1::uuid[]) AND erased_at IS NULL FOR UPDATE)"
-        " UPDATE deliveries d SET address = NULL, subject = NULL, body = NULL, erased_at = $2,"
+        f" UPDATE deliveries d SET {_ERASE_CONTENT}, erased_at = $2,"
         " status = CASE WHEN target.was_pending THEN 'failed' ELSE d.status END,"
         " failed_at = CASE WHEN target.was_pending THEN $2 ELSE d.failed_at END,"
         " reason = CASE WHEN target.was_pending THEN $3 ELSE d.reason END"
@@ -230,7 +282,7 @@ async def erase_older_than(conn: asyncpg.Connection, before: datetime, at: datet
     """Erases the content of the deliveries created before `before` that are no longer
     pending (retention); returns how many."""
     status = await conn.execute(
-        "UPDATE deliveries SET address = NULL, subject = NULL, body = NULL, erased_at = $2"
+        f"UPDATE deliveries SET {_ERASE_CONTENT}, erased_at = $2"
         " WHERE erased_at IS NULL AND status <> 'pending' AND created_at < $1", before, at)
     return int(status.split()[-1])
 
@@ -265,7 +317,8 @@ async def mark_report(conn: asyncpg.Connection, delivery_id: uuid.UUID, report: 
 async def mark_delivered(conn: asyncpg.Connection, delivery_id: uuid.UUID, at: datetime) -> Reported | None:
     """The telephone received the sent SMS; None when already known (or not a sent SMS)."""
     row = await conn.fetchrow(
-        "UPDATE deliveries SET report = 'delivered', report_at = $2, delivered_at = $2"
+        "UPDATE deliveries SET report = 'delivered', report_at = $2, delivered_at = $2,"
+        " fallback_subject = NULL, fallback_body = NULL"  # the telephone has it: no letter will be needed
         " WHERE id = $1 AND channel = 'sms' AND status = 'sent' AND delivered_at IS NULL " + _REPORTED,
         delivery_id, at)
     return Reported(**dict(row)) if row else None
@@ -276,7 +329,18 @@ async def mark_undelivered(conn: asyncpg.Connection, delivery_id: uuid.UUID, rep
     """The sent SMS never reached the telephone: the delivery fails with `reason`; None
     when already known (or delivered, or not a sent SMS)."""
     row = await conn.fetchrow(
-        "UPDATE deliveries SET status = 'failed', report = $2, report_at = $3, failed_at = $3, reason = $4"
+        "UPDATE deliveries SET status = 'failed', report = $2, report_at = $3, failed_at = $3, reason = $4,"
+        " fallback_subject = NULL, fallback_body = NULL"  # written as a letter now, if any: see fallback_of
         " WHERE id = $1 AND channel = 'sms' AND status = 'sent' AND delivered_at IS NULL " + _REPORTED,
         delivery_id, report, at, reason)
     return Reported(**dict(row)) if row else None
+
+
+async def facts(conn: asyncpg.Connection, scope: Scope, referral_id: uuid.UUID) -> list[dict[str, Any]]:
+    """The facts of a referral's deliveries that `scope` covers, oldest first: no
+    content at all, so nothing is opened (the ops console's view)."""
+    where, args = scope.where(*SCOPED_COLUMNS, [referral_id])
+    rows = await conn.fetch(
+        f"SELECT {_FACTS} FROM {_WITH_SITE} WHERE d.referral_id = $1"
+        f" {''.join(' AND ' + clause for clause in where)} ORDER BY d.created_at, d.recipient DESC", *args)
+    return [dict(r) for r in rows]

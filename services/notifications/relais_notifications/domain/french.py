@@ -72,3 +72,8 @@ def short_datetime_fr(moment: datetime) -> str:
     """`mardi 25/03 à 10h30`, for an SMS."""
     local = in_paris(moment)
     return f"{_WEEKDAYS[local.weekday()]} {local:%d/%m} à {local.hour}h{local.minute:02d}"
+
+
+def short_date_fr(moment: datetime) -> str:
+    """`25/03`, for an SMS."""
+    return f"{in_paris(moment):%d/%m}"

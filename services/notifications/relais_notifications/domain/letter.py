@@ -133,3 +133,22 @@ def paragraphs(body: str, *, width: int = 76) -> list[list[str]]:
         if lines:
             found.append(lines)
     return found
+
+
+_STATUS_URL = re.compile(r"https?://[^\s]+/suivi/[0-9A-Z]{4}-?[0-9A-Z]{4}-?[0-9A-Z]{2}\b")
+
+
+def status_url(body: str) -> str | None:
+    """The citizen's status link the letter's text gives (the templates write it under
+    « Pour suivre votre demande »), to print it as a QR code too; None without one."""
+    found = _STATUS_URL.search(body)
+    return found.group(0) if found else None
+
+
+_STATUS_CODE = re.compile(r"\b[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{2}\b")
+
+
+def status_code(body: str) -> str | None:
+    """The code of the status link written in the letter (« K7QM-9TXH-2C »), if any."""
+    found = _STATUS_CODE.search(body)
+    return found.group(0) if found else None

@@ -1,4 +1,4 @@
-"""The answered referral as the notifications service sees it, and the notifications
+"""A moment of a referral as the notifications service sees it, and the notifications
 it gives rise to. Built from the event data the contract already validated."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 Outcome = Literal["resolved", "appointment_offered", "documents_needed", "refused", "other"]
+Moment = Literal["sent", "info_requested", "answered", "rejected"]
 CitizenChannel = Literal["email", "sms", "letter", "none"]
 Channel = Literal["email", "sms", "letter", "adviser_screen"]
 RecipientKind = Literal["citizen", "adviser"]
@@ -24,8 +25,8 @@ _NAMESPACE = uuid.UUID("5b0c1f0e-3d8a-4b4e-9a55-6f6e6f746966")
 NEUTRAL_ADDRESSEE = "Madame, Monsieur"
 
 
-class UnusableAnswer(ValueError):
-    """The answer cannot be turned into notifications (what the schema should have caught)."""
+class UnusableStep(ValueError):
+    """The event cannot be turned into notifications (what the schema should have caught)."""
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,29 @@ class Appointment:
 
 
 @dataclass(frozen=True)
-class Answer:
+class StatusLink:
+    """The citizen's status link (made by the referral service): the page's address and
+    the code written on the receipt, grouped to be read aloud."""
+
+    url: str
+    code: str
+
+
+# The moments of a referral the citizen is told of, and the `referrals` event of each.
+MOMENTS: dict[str, Moment] = {
+    "referral.routed": "sent",
+    "referral.info_requested": "info_requested",
+    "referral.answered": "answered",
+    "referral.rejected": "rejected",
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """A moment of the citizen's request they are told of: sent to the operator,
+    information asked, answered (with its outcome), or rejected by the operator (the
+    adviser then re-routes it). `outcome` and the two messages belong to an answer only."""
+
     referral_id: uuid.UUID
     visit_id: uuid.UUID
     operator: str
@@ -59,20 +82,26 @@ class Answer:
     site_id: str
     adviser_id: str
     occurred_at: datetime
-    outcome: Outcome
-    message_to_citizen: str
-    message_to_adviser: str
+    moment: Moment
     recipient: Recipient
+    outcome: Outcome | None = None
+    message_to_citizen: str | None = None
+    message_to_adviser: str | None = None
     appointment: Appointment | None = None
     documents: tuple[str, ...] = ()
+    due_at: datetime | None = None
+    suggested_operator: str | None = None
+    status_link: StatusLink | None = None
 
     @classmethod
-    def from_event_data(cls, data: dict[str, Any]) -> Answer:
+    def from_event_data(cls, data: dict[str, Any], moment: Moment = "answered") -> Step:
         try:
             rcpt = data["recipient"]
             address = rcpt.get("postal_address")
             appointment = data.get("appointment")
-            answer = cls(
+            link = data.get("status_link")
+            answered = moment == "answered"
+            step = cls(
                 referral_id=uuid.UUID(data["referral_id"]),
                 visit_id=uuid.UUID(data["visit_id"]),
                 operator=data["operator"],
@@ -80,33 +109,44 @@ class Answer:
                 site_id=data["site_id"],
                 adviser_id=data["adviser_id"],
                 occurred_at=parse_datetime(data["occurred_at"]),
-                outcome=data["outcome"],
-                message_to_citizen=data["message_to_citizen"],
-                message_to_adviser=data["message_to_adviser"],
+                moment=moment,
                 recipient=Recipient(
                     display_name=addressee(rcpt["display_name"]), channel=rcpt["channel"],
                     email=rcpt.get("email"), phone=rcpt.get("phone"),
                     postal_address=PostalAddress(**address) if address else None),
+                outcome=data["outcome"] if answered else None,
+                message_to_citizen=data["message_to_citizen"] if answered else None,
+                message_to_adviser=data["message_to_adviser"] if answered else None,
                 appointment=(Appointment(parse_datetime(appointment["at"]), appointment["place"])
                              if appointment else None),
                 documents=tuple(data.get("documents") or ()),
+                due_at=parse_datetime(data["due_at"]) if data.get("due_at") else None,
+                suggested_operator=data.get("suggested_operator"),
+                status_link=StatusLink(str(link["url"]), str(link["code"])) if link else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise UnusableAnswer(f"referral.answered data unusable: {exc!r}") from exc
-        answer.check()
-        return answer
+            raise UnusableStep(f"referral event data unusable: {exc!r}") from exc
+        step.check()
+        return step
 
     def check(self) -> None:
-        if self.outcome not in OUTCOMES:
-            raise UnusableAnswer(f"unknown outcome {self.outcome!r}")
-        if self.outcome == "appointment_offered" and self.appointment is None:
-            raise UnusableAnswer("outcome appointment_offered without an appointment")
-        if self.outcome == "documents_needed" and not self.documents:
-            raise UnusableAnswer("outcome documents_needed without documents")
+        if self.moment == "answered":
+            if self.outcome not in OUTCOMES:
+                raise UnusableStep(f"unknown outcome {self.outcome!r}")
+            if self.outcome == "appointment_offered" and self.appointment is None:
+                raise UnusableStep("outcome appointment_offered without an appointment")
+            if self.outcome == "documents_needed" and not self.documents:
+                raise UnusableStep("outcome documents_needed without documents")
         needed = {"email": self.recipient.email, "sms": self.recipient.phone,
                   "letter": self.recipient.postal_address}
         if self.recipient.channel in needed and not needed[self.recipient.channel]:
-            raise UnusableAnswer(f"recipient channel {self.recipient.channel} without its contact detail")
+            raise UnusableStep(f"recipient channel {self.recipient.channel} without its contact detail")
+
+    @property
+    def wording(self) -> str:
+        """The name of the words said at this moment (a template's): the answer's
+        outcome, or the moment itself."""
+        return self.outcome if self.moment == "answered" and self.outcome else self.moment
 
 
 @dataclass(frozen=True)
@@ -130,6 +170,10 @@ class Notification:
     subject: str | None = None
     address: str | None = None
     reason: str | None = None  # why it failed, without personal data
+    # An SMS to a citizen who also has a postal address: the letter to print instead
+    # if the SMS fails for good (subject, body), kept sealed with the delivery.
+    fallback_subject: str | None = None
+    fallback_body: str | None = None
 
     @property
     def announce(self) -> bool:
@@ -151,6 +195,12 @@ def _breaks_a_line(char: str) -> bool:
 
 def delivery_id(cause_event_id: str, recipient: RecipientKind) -> uuid.UUID:
     return uuid.uuid5(_NAMESPACE, f"{cause_event_id}/{recipient}")
+
+
+def fallback_letter_id(sms_id: uuid.UUID) -> uuid.UUID:
+    """The id of the letter that replaces a failed SMS: one per SMS, whoever writes it
+    and however often (a delivery report heard twice makes no second letter)."""
+    return uuid.uuid5(_NAMESPACE, f"{sms_id}/letter")
 
 
 def outcome_event_id(notification_id: uuid.UUID, name: str) -> str:

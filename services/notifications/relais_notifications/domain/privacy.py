@@ -36,7 +36,7 @@ def access_records(request_id: str, deliveries: Iterable[dict[str, Any]]) -> dic
 
 
 _FIELDS = ("delivery_id", "referral_id", "recipient", "channel", "status", "address", "subject", "body",
-           "reason", "created_at", "sent_at", "failed_at", "erased_at")
+           "fallback_subject", "fallback_body", "reason", "created_at", "sent_at", "failed_at", "erased_at")
 
 
 def _record(delivery: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""What the service does with the events it consumes from `referrals`."""
+"""What the service does with the events it consumes from `referrals`: each moment the
+citizen is told of (sent, information asked, answered, rejected) becomes deliveries."""
 
 from __future__ import annotations
 
@@ -13,44 +14,53 @@ from relais_kit.contract import Contract
 from relais_kit.envelope import event_type, now
 from relais_kit.logs import log
 from relais_kit.vault import Vault
-from relais_notifications.adapters import store
-from relais_notifications.domain.model import Answer, Notification, UnusableAnswer
+from relais_notifications.adapters import sites, store
+from relais_notifications.domain.model import MOMENTS, Notification, Step, UnusableStep
 from relais_notifications.domain.notifications import notifications_for
+from relais_notifications.domain.texts import Wordings
 from relais_notifications.service_layer import events, metrics
 
 GROUP = "relais-notifications"
 TOPICS = ["referrals"]
-ANSWERED = event_type("referral.answered")
+# The moments the citizen is told of, by the event that says each (model.MOMENTS).
+TOLD = {event_type(name): moment for name, moment in MOMENTS.items()}
 
 
-def handlers(contract: Contract, source: str, vault: Vault) -> Mapping[str, Handler]:
-    async def on_answered(delivery: Delivery, conn: asyncpg.Connection) -> None:
-        await referral_answered(delivery, conn, contract, source, vault)
+def handlers(contract: Contract, source: str, vault: Vault, wordings: Wordings) -> Mapping[str, Handler]:
+    async def on_moment(delivery: Delivery, conn: asyncpg.Connection) -> None:
+        await referral_moment(delivery, conn, contract, source, vault, wordings)
 
-    return {ANSWERED: on_answered}
+    return dict.fromkeys(TOLD, on_moment)
 
 
-async def referral_answered(delivery: Delivery, conn: asyncpg.Connection,
-                            contract: Contract, source: str, vault: Vault) -> None:
-    """Stores the citizen's and the adviser's deliveries in the consumer's transaction.
-    E-mail and SMS stay `pending` for the delivery loop (woken at commit); a letter
-    and the adviser's screen are delivered by being stored, and the letter's
-    `notification.sent` goes into the outbox right here."""
+async def referral_moment(delivery: Delivery, conn: asyncpg.Connection, contract: Contract, source: str,
+                          vault: Vault, wordings: Wordings) -> None:
+    """Stores the citizen's (and, for an answer, the adviser's) deliveries in the
+    consumer's transaction. E-mail and SMS stay `pending` for the delivery loop (woken
+    at commit); a letter and the adviser's screen are delivered by being stored, and the
+    letter's `notification.sent` goes into the outbox right here. A moment other than an
+    answer without `recipient` (an event of contract 1.1, or a citizen whose data was
+    erased) tells nobody."""
     event = delivery.event
+    moment = TOLD[event.type]
+    if moment != "answered" and not event.data.get("recipient"):
+        log.info("nobody_to_tell", moment=moment, referral_id=event.data.get("referral_id"))
+        return
     try:
-        answer = Answer.from_event_data(event.data)
-    except UnusableAnswer as exc:
+        step = Step.from_event_data(event.data, moment)
+    except UnusableStep as exc:
         raise Refused("schema_violation", str(exc)) from exc
-    structlog.contextvars.bind_contextvars(referral_id=str(answer.referral_id))
+    structlog.contextvars.bind_contextvars(referral_id=str(step.referral_id))
     at = now()
-    for notification in notifications_for(answer, cause_event_id=event.id):
+    site = await sites.get(conn, step.site_id)
+    for notification in notifications_for(step, event.id, wordings, site):
         if not await store.add(conn, vault, notification, at):
             log.info("delivery_already_known", delivery_id=str(notification.id),
                      recipient=notification.recipient)
             continue
         log.info("delivery_planned", delivery_id=str(notification.id), recipient=notification.recipient,
-                 channel=notification.channel, status=notification.status, outcome=answer.outcome,
-                 reason=notification.reason)
+                 channel=notification.channel, status=notification.status, moment=moment,
+                 outcome=step.outcome, reason=notification.reason)
         if notification.announce:
             await _announce(conn, contract, source, vault, notification, at)
         metrics.settled(notification.channel, notification.status)  # before the commit: see metrics

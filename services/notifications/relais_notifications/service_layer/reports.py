@@ -5,7 +5,10 @@ transaction. Idempotent: a report heard twice, or after a final one, changes not
 - 8 (the operator's SMSC accepted it), 4 (buffered by the operator): noted;
 - 1 (the telephone received it): `delivered_at`, and `notification.delivered`;
 - 2 (not delivered to the telephone, e.g. expired), 16 (rejected by the operator):
-  the delivery fails with the reason in plain French, and `notification.failed`."""
+  the delivery fails with the reason in plain French, and `notification.failed`; when
+  the SMS was written with a letter to print instead (the citizen has a postal address),
+  that letter is stored in the same transaction, with its `notification.sent`
+  (service_layer/fallback.py), and the reason says a letter is ready."""
 
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ from relais_kit.envelope import now
 from relais_kit.logs import log
 from relais_kit.vault import Vault
 from relais_notifications.adapters import store
-from relais_notifications.service_layer import events
+from relais_notifications.domain import fallback as fallback_words
+from relais_notifications.service_layer import events, fallback, metrics
 
 
 @dataclass(frozen=True)
@@ -59,19 +63,24 @@ async def apply(pool: asyncpg.Pool, contract: Contract, source: str, vault: Vaul
         raise ValueError(f"unknown delivery report type {dlr_type}")
     deadline = asyncio.get_running_loop().time() + wait_s
     while True:
+        letters: list[str] = []
         async with pool.acquire() as conn, conn.transaction():
             state = await store.sms_state(conn, delivery_id)
             if state is None:
                 raise UnknownSms(str(delivery_id))
-            if state != "pending":
-                return await _record(conn, contract, source, vault, delivery_id, meaning)
+            recorded = (await _record(conn, contract, source, vault, delivery_id, meaning, letters)
+                        if state != "pending" else None)
+        if state != "pending":
+            for channel in letters:  # counted once committed (service_layer.metrics)
+                metrics.settled(channel, "sent")
+            return recorded
         if asyncio.get_running_loop().time() >= deadline:
             raise NotYetSent(str(delivery_id))
         await asyncio.sleep(0.1)
 
 
 async def _record(conn: asyncpg.Connection, contract: Contract, source: str, vault: Vault,
-                  delivery_id: uuid.UUID, meaning: Meaning) -> str | None:
+                  delivery_id: uuid.UUID, meaning: Meaning, letters: list[str]) -> str | None:
     at = now()
     if not meaning.final:
         changed = await store.mark_report(conn, delivery_id, meaning.report, at)
@@ -84,11 +93,16 @@ async def _record(conn: asyncpg.Connection, contract: Contract, source: str, vau
                                           referral_id=done.referral_id, cause_event_id=done.cause_event_id,
                                           channel=done.channel, at=at)
     else:
-        done = await store.mark_undelivered(conn, delivery_id, meaning.report, at, meaning.reason)
+        letter = await fallback.letter_of(conn, vault, delivery_id)
+        reason = fallback_words.failed_reason(meaning.reason, letter=letter is not None)
+        done = await store.mark_undelivered(conn, delivery_id, meaning.report, at, reason)
         if done is not None and done.recipient == "citizen":
             await events.record_failed(conn, contract, source, vault, notification_id=done.id,
                                        referral_id=done.referral_id, cause_event_id=done.cause_event_id,
-                                       channel=done.channel, at=at, reason=meaning.reason)
+                                       channel=done.channel, at=at, reason=reason)
+        if done is not None and letter is not None \
+                and await fallback.post(conn, contract, source, vault, letter, at):
+            letters.append("letter")
     if done is not None:
         log.info("sms_report", report=meaning.report, changed=True, referral_id=str(done.referral_id))
     else:
