@@ -42,6 +42,9 @@ SITE = "agen-leon-blum-poste"
 PROCEDURES = {"caf": "caf.prime-activite", "ants": "ants.carte-grise.changement-adresse",
               "dgfip": "dgfip.declaration-revenus", "cnam": "cnam.carte-vitale"}
 LIFECYCLE = ("requested", "routed", "acknowledged", "answered")
+# The moments the citizen is told of (the notifications service's MOMENTS): one mail,
+# one delivery and one notification.sent each.
+TOLD_MOMENTS = ("routed", "info_requested", "answered", "rejected")
 SENT = "fr.franceservices.notification.sent.v1"
 RETRYABLE_STATUS = {500, 502, 503, 504}
 SHUN_S = 5.0
@@ -349,13 +352,20 @@ async def read_sent_records(bootstrap: str, referral_ids: set[str], timeout: flo
     return dict(found)
 
 
+def told(o: Observed, referral_id: str) -> int:
+    """How many messages the citizen of this referral is owed: one per moment reached."""
+    timeline = o.timelines.get(referral_id, Counter())
+    return sum(1 for moment in TOLD_MOMENTS if timeline[moment])
+
+
 def settled(o: Observed) -> tuple[bool, str]:
-    """Nothing left in flight: every referral answered and noted as notified, every
-    citizen delivery settled, every outbox published, a mail for each."""
+    """Nothing left in flight: every referral answered and noted as notified of each
+    moment, every citizen delivery settled, every outbox published, a mail for each."""
     answered = sum(1 for r in o.referrals.values() if r["status"] == "answered")
-    noted = sum(1 for i in o.referrals if o.timelines.get(i, Counter())["notification.sent"] >= 1)
-    delivered = sum(1 for i in o.referrals if o.deliveries.get(i) and "pending" not in o.deliveries[i])
-    mailed = sum(1 for r in o.referrals.values() if o.mails[r["email"]] >= 1)
+    noted = sum(1 for i in o.referrals if o.timelines.get(i, Counter())["notification.sent"] >= told(o, i))
+    delivered = sum(1 for i in o.referrals
+                    if len(o.deliveries.get(i, [])) >= told(o, i) and "pending" not in o.deliveries[i])
+    mailed = sum(1 for i, r in o.referrals.items() if o.mails[r["email"]] >= told(o, i))
     n = len(o.referrals)
     done = (answered == noted == delivered == mailed == n and o.pending_deliveries == 0
             and not any(o.unpublished.values()))
@@ -427,19 +437,21 @@ def reconcile(scenario: str, driver: Driver, o: Observed) -> Report:
             if extra > 0:
                 dup_transitions += extra
                 examples["duplicated transitions"].append(f"{i}:{step}x{extra + 1}")
-    deliveries_missing = [i for i in ids if not o.deliveries.get(i)]
-    deliveries_dup = [i for i in ids if len(o.deliveries.get(i, [])) > 1]
+    owed = {i: told(o, i) for i in ids}
+    deliveries_missing = [i for i in ids if len(o.deliveries.get(i, [])) < owed[i]]
+    deliveries_dup = [i for i in ids if len(o.deliveries.get(i, [])) > owed[i]]
+    owed_mails = {r["email"]: owed[i] for i, r in o.referrals.items()}
     our_mails = {r["email"]: o.mails[r["email"]] for r in o.referrals.values()}
-    mails_missing = [e for e, n in our_mails.items() if n == 0]
-    mails_dup = sum(n - 1 for n in our_mails.values() if n > 1)
-    examples["mails duplicated"] = [f"{e} x{n}" for e, n in our_mails.items() if n > 1]
+    mails_missing = [e for e, n in our_mails.items() if n < owed_mails[e]]
+    mails_dup = sum(n - owed_mails[e] for e, n in our_mails.items() if n > owed_mails[e])
+    examples["mails duplicated"] = [f"{e} x{n}" for e, n in our_mails.items() if n > owed_mails[e]]
     unknown = sum(n for a, n in o.mails.items() if a.startswith(f"{driver.tag}.") and a not in our_mails)
-    sent_missing = [i for i in ids if not o.sent_records.get(i)]
-    sent_dup = sum(len(c) - 1 for c in o.sent_records.values() if len(c) > 1)
+    sent_missing = [i for i in ids if len(o.sent_records.get(i, {})) < owed[i]]
+    sent_dup = sum(len(c) - owed[i] for i, c in o.sent_records.items() if i in owed and len(c) > owed[i])
     examples["notification.sent duplicated"] = [f"{i} ce_ids={sorted(c)}" for i, c in o.sent_records.items()
-                                                if len(c) > 1]
+                                                if i in owed and len(c) > owed[i]]
     redelivered = sum(n - 1 for c in o.sent_records.values() for n in c.values() if n > 1)
-    notes_dup = sum(max(0, o.timelines.get(i, Counter())["notification.sent"] - 1) for i in ids)
+    notes_dup = sum(max(0, o.timelines.get(i, Counter())["notification.sent"] - owed[i]) for i in ids)
 
     counts = {
         "items driven": driver.n,

@@ -6,7 +6,7 @@ notice (each service's broker marker has vanished), recreate its topics, re-publ
 from its outbox what consumers may not have seen, and have the operators asked again
 for the answers that were lost: afterwards every referral is answered with each
 transition exactly once, every citizen got exactly one mail, one delivery row and
-one `notification.sent` event (see harness.py for the reconciliation).
+one `notification.sent` event per moment told (see harness.py for the reconciliation).
 
 `make test-faults` runs it with the other fault tests."""
 

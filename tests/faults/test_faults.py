@@ -9,7 +9,8 @@ while a fault happens:
 3. PostgreSQL restarted mid-run.
 
 Afterwards every referral is answered with each transition exactly once, and every
-citizen got exactly one mail, one delivery row and one `notification.sent` event.
+citizen got exactly one mail, one delivery row and one `notification.sent` event per
+moment they are told of (sent, answered: harness.TOLD_MOMENTS).
 The report (lost and duplicated counts) is printed for each scenario.
 
 `RELAIS_FAULT_SEED` changes the seed (printed); `pytest -s tests/faults` or

@@ -11,7 +11,8 @@
    give up on them; the surviving instances then take over.
 
 Afterwards: every referral answered once, every transition once, one mail, one
-delivery and one `notification.sent` per citizen (harness.py reconciles).
+delivery and one `notification.sent` per moment the citizen is told of (harness.py
+reconciles).
 
 The host cut needs root and `ip` (iproute2); it is skipped, saying why, otherwise. It
 only touches what it creates: a namespace `relais-<random>`, a veth pair and a /30 of
