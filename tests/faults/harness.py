@@ -362,10 +362,11 @@ def settled(o: Observed) -> tuple[bool, str]:
     """Nothing left in flight: every referral answered and noted as notified of each
     moment, every citizen delivery settled, every outbox published, a mail for each."""
     answered = sum(1 for r in o.referrals.values() if r["status"] == "answered")
-    noted = sum(1 for i in o.referrals if o.timelines.get(i, Counter())["notification.sent"] >= told(o, i))
+    owed = {i: max(told(o, i), 1) for i in o.referrals}  # at least the answer, once it is there
+    noted = sum(1 for i in o.referrals if o.timelines.get(i, Counter())["notification.sent"] >= owed[i])
     delivered = sum(1 for i in o.referrals
-                    if len(o.deliveries.get(i, [])) >= told(o, i) and "pending" not in o.deliveries[i])
-    mailed = sum(1 for i, r in o.referrals.items() if o.mails[r["email"]] >= told(o, i))
+                    if len(o.deliveries.get(i, [])) >= owed[i] and "pending" not in o.deliveries.get(i, []))
+    mailed = sum(1 for i, r in o.referrals.items() if o.mails[r["email"]] >= owed[i])
     n = len(o.referrals)
     done = (answered == noted == delivered == mailed == n and o.pending_deliveries == 0
             and not any(o.unpublished.values()))
