@@ -354,7 +354,8 @@ async def test_production_serves_no_api_map_and_sends_hsts(tmp_path: Path) -> No
     app = create_app(ReferralSettings(RELAIS_ENV="production",
                                       RELAIS_TOKEN_KEYS_FILE=str(tmp_path / "token-keys.json"),
                                       RELAIS_DATA_KEYS_FILE=str(tmp_path / "data-keys.json"),
-                                      RELAIS_OPERATOR_KEYS_DIR=str(keys)))
+                                      RELAIS_OPERATOR_KEYS_DIR=str(keys),
+                                      RELAIS_PUBLIC_URL="https://relais.example"))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://relais.example") as web:
         for path in ("/docs", "/redoc", "/openapi.json"):
             response = await web.get(path)

@@ -1,4 +1,5 @@
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 import pytest
 
@@ -9,6 +10,7 @@ from relais_referral.domain import events
 from relais_referral.domain.catalogue import load_catalogue
 from relais_referral.domain.lifecycle import Status
 from relais_referral.domain.model import Citizen, PostalAddress, Referral, Site
+from relais_referral.settings import ReferralSettings
 from tests.support import open_as, seal_for
 
 AT = datetime(2026, 11, 20, 10, 0, tzinfo=UTC)
@@ -139,11 +141,19 @@ def test_a_link_that_is_not_a_status_page_is_refused():
             CONTRACT.check(event_type("referral.routed"), data | {"status_link": bad})
 
 
-def test_the_links_address_is_the_public_one_else_the_service_own():
-    from relais_referral.settings import ReferralSettings
-
+def test_the_links_address_is_the_public_one_else_the_service_own() -> None:
     assert ReferralSettings(RELAIS_PUBLIC_URL=" https://relais.example.fr/ ").public_address == \
         "https://relais.example.fr"
     assert ReferralSettings(RELAIS_HOST="0.0.0.0", RELAIS_REFERRAL_PORT=8010).public_address == \
         "http://localhost:8010"
     assert ReferralSettings(RELAIS_HOST="::1").public_address == "http://[::1]:8000"
+
+
+def test_production_needs_the_https_address_of_the_status_links(tmp_path: Path) -> None:
+    production = {"RELAIS_ENV": "production", "RELAIS_DATA_KEYS_FILE": "/run/secrets/data-keys.json",
+                  "RELAIS_TOKEN_KEYS_FILE": str(tmp_path / "tokens.json")}
+    for address in ("", "http://relais.example.fr"):
+        with pytest.raises(ValueError, match="RELAIS_PUBLIC_URL must be the https://"):
+            ReferralSettings(**production, RELAIS_PUBLIC_URL=address)
+    assert ReferralSettings(**production, RELAIS_PUBLIC_URL="https://relais.example.fr").public_address == \
+        "https://relais.example.fr"

@@ -95,6 +95,7 @@ def production(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
     tokenkeys.cmd_new(tokens)
     monkeypatch.setenv("RELAIS_TOKEN_KEYS_FILE", str(tokens))
     monkeypatch.setenv("RELAIS_DATA_KEYS_FILE", "/etc/relais/data-keys.json")
+    monkeypatch.setenv("RELAIS_PUBLIC_URL", "https://relais.example.fr")
 
 
 def registered_keys(folder: Path, operators: list[str]) -> Path:

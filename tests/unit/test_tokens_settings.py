@@ -33,7 +33,8 @@ def test_the_issuers_need_their_key_file_in_production(tmp_path: Path) -> None:
         ReferralSettings(**PRODUCTION)
     with pytest.raises(ValueError, match="RELAIS_TOKEN_KEYS_FILE must be set"):
         DeskSettings(**PRODUCTION, RELAIS_DESK_OPERATOR="justice", RELAIS_DESK_PRIVATE_KEY="/run/secrets/k.json")
-    missing = ReferralSettings(**PRODUCTION, RELAIS_TOKEN_KEYS_FILE=str(tmp_path / "absent.json"))
+    missing = ReferralSettings(**PRODUCTION, RELAIS_TOKEN_KEYS_FILE=str(tmp_path / "absent.json"),
+                               RELAIS_PUBLIC_URL="https://relais.example")
     with pytest.raises(tokenkeys.TokenKeyError, match="cannot read the token keys"):
         signer_from(missing, "referral", "relais-referral")  # never created in production
     assert not (tmp_path / "absent.json").exists()

@@ -44,7 +44,8 @@ def main() -> int:
         return 1
     answer = Step.from_event_data(SAMPLE)
     letter = PrintableLetter(uuid.UUID(int=1), answer.referral_id, answer.site_id, datetime.now(UTC),
-                             templates.wordings().citizen_text(answer, letter=True), None, "France Services Agen Léon-Blum",
+                             templates.wordings().citizen_text(answer, letter=True), None,
+                             "France Services Agen Léon-Blum",
                              "1 place du Docteur-Pierre-Esquirol", "47000", "Agen")
     with tempfile.TemporaryDirectory() as tmp:
         pdf = Path(tmp) / "courrier.pdf"

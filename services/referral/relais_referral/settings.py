@@ -62,6 +62,10 @@ class ReferralSettings(PlatformSettings):
                 parse(value)
             except ValueError as exc:
                 raise ValueError(f"{name} must read like '10 per 5 minutes' (got {value!r})") from exc
+        if self.production and not self.public_url.strip().startswith("https://"):
+            # Else the links citizens get would point at this process's own address.
+            raise ValueError("RELAIS_PUBLIC_URL must be the https:// address citizens open their status "
+                             "link at when RELAIS_ENV=production")
         if self.oidc_enabled:
             missing = [name for name, value in (("RELAIS_OIDC_CLIENT_ID", self.oidc_client_id),
                                                 ("RELAIS_OIDC_CLIENT_SECRET", self.oidc_client_secret),
