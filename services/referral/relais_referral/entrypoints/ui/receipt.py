@@ -73,13 +73,7 @@ async def ask(request: Request, referral_id: str, user: Viewer) -> Response:
 @router.post("/demandes/{referral_id}/recu")
 async def print_receipt(request: Request, referral_id: str, user: Writer, form: Form) -> Response:
     rid = _id(referral_id)
-    try:
-        async with transaction(request) as conn:
-            receipt = await status_links.receipt(conn, context(request), user.as_user(), rid, now())
-    except NotFound:
-        raise not_found(*NOT_FOUND) from None
-    except NotAllowed:
-        raise PageProblem(403, *NOT_ALLOWED) from None
+    receipt = await _at_the_counter(request, status_links.receipt, user, rid)
     return _sheet(request, rid, receipt, form.get("format") == "pdf")
 
 
@@ -108,14 +102,20 @@ async def renew(request: Request, referral_id: str, user: Writer, form: Form) ->
     if form.get("confirmation") != "oui":  # not confirmed (a misclick, a forged form): ask
         await _adviser_of(request, rid, user)
         return _renewal_page(request, rid)
+    receipt = await _at_the_counter(request, status_links.renew, user, rid)
+    return _sheet(request, rid, receipt, False, renewed=True)
+
+
+async def _at_the_counter(request: Request, action: Any, user: Writer, rid: str) -> status_links.Receipt:
+    """Prints or renews (`action`) in one transaction; outside the adviser's scope a 404,
+    for another role or a site they only see a 403."""
     try:
         async with transaction(request) as conn:
-            receipt = await status_links.renew(conn, context(request), user.as_user(), rid, now())
+            return await action(conn, context(request), user.as_user(), rid, now())  # type: ignore[no-any-return]
     except NotFound:
         raise not_found(*NOT_FOUND) from None
     except NotAllowed:
         raise PageProblem(403, *NOT_ALLOWED) from None
-    return _sheet(request, rid, receipt, False, renewed=True)
 
 
 def _sheet(request: Request, rid: str, receipt: status_links.Receipt, pdf: bool, *,
